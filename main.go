@@ -1,0 +1,231 @@
+// Command go-websocket runs one node of the WebSocket push service.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/go-websocket/go-websocket/pkg/logger"
+	"github.com/go-websocket/go-websocket/pkg/metrics"
+	"github.com/go-websocket/go-websocket/pkg/setting"
+	"github.com/go-websocket/go-websocket/routers"
+	"github.com/go-websocket/go-websocket/servers"
+	"github.com/go-websocket/go-websocket/servers/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+const usage = `go-websocket: a distributed WebSocket push service.
+
+Usage:
+  go-websocket [-c conf.ini]
+  go-websocket --version
+
+Backends POST JSON to /api/websocket/<endpoint> to push to one client, a
+group or a whole system; browsers connect to /api/websocket/ws?systemId=S.
+
+Flags:
+  -c path     configuration file (default: conf.ini beside the binary, then
+              ./conf.ini; without one, built-in defaults apply)
+  --version   print the version and exit
+  --help      print this help and exit
+
+Every configuration key can be overridden by an environment variable
+GOWS_<SECTION>_<KEY>, e.g. GOWS_SERVER_HTTPPORT=8000. See conf.ini.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("go-websocket", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, usage) }
+	confPath := fs.String("c", "", "configuration file")
+	showVersion := fs.Bool("version", false, "print the version")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(os.Stdout, usage)
+			return 0
+		}
+		return 2
+	}
+	if *showVersion {
+		fmt.Println("go-websocket", version)
+		return 0
+	}
+	path := *confPath
+	if path == "" {
+		path = defaultConfPath()
+	}
+	cfg, err := setting.Load(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "go-websocket: bad configuration:", err)
+		return 1
+	}
+	log, err := logger.New(cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "go-websocket:", err)
+		return 1
+	}
+	defer func() { _ = log.Sync() }()
+	if err := serve(cfg, path, log); err != nil {
+		log.Error("go-websocket stopped", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+// defaultConfPath prefers conf.ini beside the binary, then in the working
+// directory; "" when neither exists.
+func defaultConfPath() string {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "conf.ini")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if _, err := os.Stat("conf.ini"); err == nil {
+		return "conf.ini"
+	}
+	return ""
+}
+
+func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
+	if err := os.MkdirAll(cfg.Server.DataDir, 0o700); err != nil {
+		return fmt.Errorf("config key server.dataDir: %w", err)
+	}
+	secret, err := loadSecret(cfg)
+	if err != nil {
+		return err
+	}
+	systems, err := store.OpenFile(filepath.Join(cfg.Server.DataDir, "systems.json"))
+	if err != nil {
+		return err
+	}
+	m := metrics.New()
+	ws := cfg.WebSocket
+	node := servers.NewNode(servers.Options{
+		Hub: servers.HubConfig{
+			PingInterval: ws.PingInterval, PongWait: ws.PongWait, WriteTimeout: ws.WriteTimeout,
+			QueueLength: ws.QueueLength, ReadLimit: ws.ReadLimit,
+			MaxConnections: ws.MaxConnections, MaxConnectionsPerSystem: ws.MaxConnectionsPerSystem,
+		},
+		MembershipEvents: ws.MembershipEvents,
+		EventsOffSystems: ws.EventsOffSystems,
+		Secret:           secret,
+		Systems:          systems,
+		Metrics:          m,
+		Logger:           log,
+		Connect:          servers.ConnectPolicy{AllowedOrigins: cfg.Security.AllowedOrigins},
+	})
+	engine := routers.New(routers.Options{
+		Node: node, Logger: log, Metrics: m,
+		MaxBodyBytes: cfg.Server.MaxBodyBytes,
+		APITokens:    cfg.Security.APITokens,
+	})
+	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.HTTPPort))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (config key server.httpPort): %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           engine,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
+	warnOpen(cfg, log)
+	log.Info("go-websocket started",
+		zap.String("version", version), zap.String("config", confPath), zap.String("http", ln.Addr().String()),
+		zap.String("node", node.ID().String()), zap.String("dataDir", cfg.Server.DataDir),
+		zap.Bool("cluster", cfg.Cluster.Enabled))
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("http server: %w", err)
+	case s := <-sig:
+		log.Info("shutting down", zap.String("signal", s.String()), zap.Duration("drainTimeout", cfg.Server.DrainTimeout))
+	}
+	deadline := time.Now().Add(cfg.Server.DrainTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	// Stop accepting first, then close the WebSocket clients with 1001.
+	shutdownDone := make(chan error, 1)
+	go func() { shutdownDone <- srv.Shutdown(ctx) }()
+	node.Shutdown(deadline)
+	if err := <-shutdownDone; err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("http shutdown", zap.Error(err))
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// loadSecret returns the clientId MAC key: the cluster secret, the
+// configured one, or one generated into dataDir/secret on first start.
+func loadSecret(cfg *setting.Config) ([]byte, error) {
+	if cfg.Cluster.Enabled {
+		return []byte(cfg.Cluster.Secret), nil
+	}
+	if cfg.Server.Secret != "" {
+		return []byte(cfg.Server.Secret), nil
+	}
+	p := filepath.Join(cfg.Server.DataDir, "secret")
+	b, err := os.ReadFile(p)
+	if err == nil {
+		s := strings.TrimSpace(string(b))
+		if len(s) < 16 {
+			return nil, fmt.Errorf("secret file %s is too short; remove it to generate a new one", p)
+		}
+		return []byte(s), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read secret file: %w", err)
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, err
+	}
+	s := hex.EncodeToString(raw[:])
+	if err := os.WriteFile(p, []byte(s+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("write secret file: %w", err)
+	}
+	return []byte(s), nil
+}
+
+func warnOpen(cfg *setting.Config, log *zap.Logger) {
+	if len(cfg.Security.APITokens) == 0 {
+		log.Warn("!!! the HTTP API is open to anyone who can reach this port: set [security] apiTokens in production")
+	}
+	if cfg.Security.ConnectSecret == "" {
+		log.Warn("!!! anyone may open a WebSocket for any registered system: set [security] connectSecret to require connect tokens")
+	}
+	for _, o := range cfg.Security.AllowedOrigins {
+		if o == "*" {
+			log.Warn("!!! browsers from any origin may connect: set [security] allowedOrigins")
+		}
+	}
+}

@@ -1,0 +1,239 @@
+package servers
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/go-websocket/go-websocket/define"
+)
+
+// closeGrace bounds how long the server waits for the client's close frame
+// after it wrote its own, before it drops the TCP connection.
+const closeGrace = 2 * time.Second
+
+// Client is one WebSocket connection.
+//
+// Goroutines: a reader for the whole life of the connection, and a writer
+// that exists only while the queue holds frames, so an idle connection costs
+// one small goroutine. All socket writes go through the writer (or, before the
+// client is registered, the upgrade path), one at a time, as raw frames: a
+// batch of queued frames leaves in one writev.
+type Client struct {
+	ID       string
+	SystemID string
+	UserID   string
+
+	hub *Hub
+	nc  net.Conn
+	ws  *websocket.Conn // used for reading only
+
+	mu         sync.Mutex
+	queue      []frame
+	spare      []frame
+	writing    bool  // a writer goroutine owns the socket's write side
+	closing    bool  // no more frames are accepted
+	closeFrame frame // written after the queue when closing
+	reason     string
+
+	// parties counts the reader and the closer; the last one to finish
+	// closes the socket, so neither races the other's final use of it.
+	parties atomic.Int32
+
+	// Guarded by the system's lock in the hub.
+	groups  map[string]*member
+	removed bool
+}
+
+func newClient(h *Hub, id, systemID, userID string, ws *websocket.Conn) *Client {
+	c := &Client{ID: id, SystemID: systemID, UserID: userID, hub: h, ws: ws, nc: ws.UnderlyingConn()}
+	c.parties.Store(2)
+	return c
+}
+
+// enqueue queues one frame. It never blocks: when the queue is full the
+// client is closed as a slow consumer. It reports whether the frame was queued.
+func (c *Client) enqueue(f frame) bool {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	if len(c.queue) >= c.hub.cfg.QueueLength {
+		c.mu.Unlock()
+		c.hub.metrics.SlowConsumerCloses.Inc()
+		c.close(define.ClosePolicyViolation, "slow consumer", true, define.ReasonSlowConsumer, true)
+		return false
+	}
+	c.queue = append(c.queue, f)
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return true
+}
+
+// close starts closing the client once: it stops accepting frames, queues
+// the close frame (after the pending frames, or instead of them when drop is
+// set), and removes the client from the hub, which sends 1002 events. asyncLeave
+// moves that removal off the caller's goroutine (used when the close happens
+// inside a broadcast, so one slow consumer cannot recurse into another).
+func (c *Client) close(code int, text string, drop bool, reason string, asyncLeave bool) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.closing = true
+	c.reason = reason
+	if drop {
+		clear(c.queue)
+		c.queue = c.queue[:0]
+	}
+	if code != 0 {
+		c.closeFrame = closeFrame(code, text)
+	}
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	if asyncLeave {
+		go c.hub.remove(c, reason)
+	} else {
+		c.hub.remove(c, reason)
+	}
+}
+
+// writeLoop writes queued frames until the queue is empty, then exits; when
+// the client is closing it writes the close frame last and hands the socket
+// to the reader (or closes it) instead.
+func (c *Client) writeLoop() {
+	var bufs net.Buffers
+	for {
+		c.mu.Lock()
+		batch := c.queue
+		if len(batch) == 0 {
+			if c.closing {
+				cf := c.closeFrame
+				c.closeFrame = nil
+				c.queue, c.spare = nil, nil
+				c.mu.Unlock()
+				c.finishWriting(cf)
+				return
+			}
+			c.writing = false
+			c.queue, c.spare = nil, nil // an idle client keeps no buffers
+			c.mu.Unlock()
+			return
+		}
+		c.queue = c.spare[:0]
+		c.mu.Unlock()
+
+		bufs = bufs[:0]
+		for _, f := range batch {
+			bufs = append(bufs, f)
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteTimeout))
+		_, err := bufs.WriteTo(c.nc)
+		clear(batch)
+		if err != nil {
+			c.writeFailed()
+			return
+		}
+		c.mu.Lock()
+		if c.spare == nil && cap(batch) <= 4*c.hub.cfg.QueueLength {
+			c.spare = batch[:0]
+		}
+		c.mu.Unlock()
+	}
+}
+
+// finishWriting writes the close frame (if any) and ends the writer's part.
+func (c *Client) finishWriting(cf frame) {
+	if cf != nil {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteTimeout))
+		if _, err := c.nc.Write(cf); err != nil {
+			c.writeFailed()
+			return
+		}
+		// Let the reader see the client's answering close frame, bounded.
+		_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+	}
+	c.done()
+}
+
+// writeFailed ends a connection whose write did not complete in time or
+// failed. The writer slot stays taken so nothing writes again.
+func (c *Client) writeFailed() {
+	_ = c.nc.Close()
+	c.mu.Lock()
+	clear(c.queue)
+	c.queue, c.spare, c.closeFrame = nil, nil, nil
+	c.mu.Unlock()
+	c.close(0, "", true, define.ReasonWriteError, false)
+	c.done()
+}
+
+// done marks one party finished; the last one closes the socket and tells
+// the hub the connection is gone.
+func (c *Client) done() {
+	if c.parties.Add(-1) == 0 {
+		_ = c.nc.Close()
+		c.hub.liveDone()
+	}
+}
+
+// readLoop reads and discards client frames, keeps the read deadline moving
+// (any frame or pong proves the client alive), and ends the connection on
+// error, timeout or a close frame.
+func (c *Client) readLoop() {
+	pongWait := c.hub.cfg.PongWait
+	c.ws.SetReadLimit(c.hub.cfg.ReadLimit)
+	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	c.ws.SetPongHandler(func(string) error {
+		return c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	})
+	c.ws.SetPingHandler(func(data string) error {
+		c.enqueue(newFrame(opPong, []byte(data)))
+		return c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	})
+	c.ws.SetCloseHandler(func(code int, _ string) error {
+		// Echo the client's close code, as RFC 6455 asks.
+		if code == websocket.CloseNoStatusReceived {
+			code = websocket.CloseNormalClosure
+		}
+		c.close(code, "", false, define.ReasonNormal, false)
+		return nil
+	})
+	var err error
+	for {
+		var r io.Reader
+		if _, r, err = c.ws.NextReader(); err != nil {
+			break
+		}
+		if _, err = io.Copy(io.Discard, r); err != nil {
+			break
+		}
+		_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, websocket.ErrReadLimit):
+		// gorilla has already written the 1009 close frame.
+		c.close(0, "", true, define.ReasonTooBig, false)
+	case errors.As(err, &ne) && ne.Timeout():
+		c.close(define.CloseGoingAway, "heartbeat timeout", true, define.ReasonHeartbeat, false)
+	default:
+		c.close(define.CloseNormal, "", false, define.ReasonNormal, false)
+	}
+	c.done()
+}

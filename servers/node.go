@@ -1,0 +1,484 @@
+// Package servers is the domain: the node, its hub of clients and groups,
+// the client read and write loops, and the WebSocket upgrade.
+package servers
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/go-websocket/go-websocket/define"
+	"github.com/go-websocket/go-websocket/pkg/metrics"
+	"github.com/go-websocket/go-websocket/servers/store"
+	"github.com/go-websocket/go-websocket/tools/ident"
+)
+
+// Options configures a Node.
+type Options struct {
+	Hub              HubConfig
+	MembershipEvents bool
+	EventsOffSystems []string
+	Secret           []byte       // MAC key of clientIds (shared by a cluster)
+	NodeID           ident.NodeID // zero: random
+	Systems          store.Systems
+	Metrics          *metrics.Metrics
+	Logger           *zap.Logger
+	Connect          ConnectPolicy
+}
+
+// Remote is how a node reaches the other nodes of a cluster. A standalone
+// node has none. Implementations bound every call by a deadline.
+type Remote interface {
+	// Unicast runs op on the node that owns a client. It returns a
+	// *define.Error with 10006 when that node is gone and 10009 when it is
+	// registered but does not answer.
+	Unicast(ctx context.Context, node ident.NodeID, op *UnicastOp) (*UnicastReply, error)
+	// Broadcast runs op on every other node in parallel and returns the
+	// replies that arrived in time and the ids of the nodes that did not answer.
+	Broadcast(ctx context.Context, op *BroadcastOp) ([]*BroadcastReply, []string)
+}
+
+// Unicast operation kinds.
+const (
+	OpSend     = "send"
+	OpSendMany = "send_many"
+	OpBind     = "bind"
+	OpUnbind   = "unbind"
+	OpClose    = "close"
+	OpIsOnline = "is_online"
+)
+
+// UnicastOp is a unicast carried to the owning node.
+type UnicastOp struct {
+	Kind      string
+	SystemID  string
+	ClientID  string
+	ClientIDs []string // OpSendMany
+	Group     string
+	UserID    string
+	Extend    string
+	MessageID string
+	Msg       define.Message
+}
+
+// UnicastReply answers a UnicastOp. Code is 0 or a define error code.
+type UnicastReply struct {
+	Code      int
+	Online    bool
+	Delivered int
+	Offline   []string
+}
+
+// Broadcast operation kinds.
+const (
+	OpGroup  = "group"
+	OpSystem = "system"
+	OpList   = "list"
+)
+
+// BroadcastOp is a fan-out run on every node.
+type BroadcastOp struct {
+	Kind      string
+	SystemID  string
+	Group     string
+	MessageID string
+	Msg       define.Message
+}
+
+// BroadcastReply is one node's answer to a BroadcastOp.
+type BroadcastReply struct {
+	Recipients int
+	IDs        []string
+}
+
+// Node owns this process's clients and knows, through Remote, the others.
+// Handlers call only its exported methods; whether a cluster exists is
+// invisible above it.
+type Node struct {
+	opts    Options
+	hub     *Hub
+	minter  *ident.Minter
+	msgIDs  *ident.MessageIDs
+	systems store.Systems
+	log     *zap.Logger
+	metrics *metrics.Metrics
+	started time.Time
+
+	mu        sync.RWMutex
+	remote    Remote
+	eventsOff map[string]bool
+}
+
+// NewNode builds a node and starts its hub.
+func NewNode(o Options) *Node {
+	if o.NodeID == (ident.NodeID{}) {
+		o.NodeID = ident.NewNodeID()
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New()
+	}
+	n := &Node{
+		opts:      o,
+		hub:       NewHub(o.Hub, o.Metrics),
+		minter:    ident.NewMinter(o.NodeID, o.Secret),
+		msgIDs:    ident.NewMessageIDs(),
+		systems:   o.Systems,
+		log:       o.Logger,
+		metrics:   o.Metrics,
+		started:   time.Now(),
+		eventsOff: map[string]bool{},
+	}
+	for _, s := range o.EventsOffSystems {
+		n.eventsOff[s] = true
+	}
+	n.hub.onLeave = n.emitLeaves
+	return n
+}
+
+// ID is this node's id, as carried in its clientIds.
+func (n *Node) ID() ident.NodeID { return n.minter.Node() }
+
+// StartedAt is when the node was built.
+func (n *Node) StartedAt() time.Time { return n.started }
+
+// SetRemote attaches the cluster; nil detaches it.
+func (n *Node) SetRemote(r Remote) {
+	n.mu.Lock()
+	n.remote = r
+	n.mu.Unlock()
+}
+
+func (n *Node) getRemote() Remote {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.remote
+}
+
+// Metrics returns the node's collectors.
+func (n *Node) Metrics() *metrics.Metrics { return n.metrics }
+
+// Register adds a system.
+func (n *Node) Register(ctx context.Context, systemID string) error {
+	return n.systems.Register(ctx, systemID)
+}
+
+// SystemExists reports whether systemID is registered (from memory).
+func (n *Node) SystemExists(systemID string) bool { return n.systems.Exists(systemID) }
+
+func (n *Node) eventsOn(systemID string) bool {
+	return n.opts.MembershipEvents && !n.eventsOff[systemID]
+}
+
+// route verifies a clientId and says which node holds it: local is true for
+// this node. ok is false for an id that is malformed, forged or of another
+// system.
+func (n *Node) route(systemID, clientID string) (node ident.NodeID, local, ok bool) {
+	node, ok = n.minter.Verify(clientID, systemID)
+	return node, ok && node == n.minter.Node(), ok
+}
+
+// unicast runs op locally or on the owning node.
+func (n *Node) unicast(ctx context.Context, op *UnicastOp) (*UnicastReply, error) {
+	node, local, ok := n.route(op.SystemID, op.ClientID)
+	if !ok {
+		return &UnicastReply{Code: define.CodeClientOffline}, nil
+	}
+	if local {
+		return n.LocalUnicast(op), nil
+	}
+	r := n.getRemote()
+	if r == nil {
+		return &UnicastReply{Code: define.CodeClientOffline}, nil
+	}
+	return r.Unicast(ctx, node, op)
+}
+
+func replyErr(r *UnicastReply, err error) error {
+	if err != nil {
+		return err
+	}
+	switch r.Code {
+	case 0:
+		return nil
+	case define.CodeClientOffline:
+		return define.ErrClientOffline
+	}
+	return &define.Error{Code: r.Code, Msg: "operation failed on the owning node"}
+}
+
+// SendToClient pushes a message to one client and returns its messageId.
+func (n *Node) SendToClient(ctx context.Context, systemID, clientID string, m *define.Message) (string, error) {
+	id := n.msgIDs.Next()
+	r, err := n.unicast(ctx, &UnicastOp{Kind: OpSend, SystemID: systemID, ClientID: clientID, MessageID: id, Msg: *m})
+	if err := replyErr(r, err); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// SendToClients pushes one message to several clients.
+func (n *Node) SendToClients(ctx context.Context, systemID string, ids []string, m *define.Message) (*define.SendResult, error) {
+	res := &define.SendResult{MessageID: n.msgIDs.Next(), Offline: []string{}}
+	byNode := map[ident.NodeID][]string{}
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		node, _, ok := n.route(systemID, id)
+		if !ok {
+			res.Offline = append(res.Offline, id)
+			continue
+		}
+		byNode[node] = append(byNode[node], id)
+	}
+	var f frame
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for node, group := range byNode {
+		if node == n.minter.Node() {
+			if f == nil {
+				f = messageFrame(res.MessageID, m)
+			}
+			d, off := n.sendMany(systemID, group, f)
+			res.Delivered += d
+			res.Offline = append(res.Offline, off...)
+			continue
+		}
+		r := n.getRemote()
+		if r == nil {
+			res.Offline = append(res.Offline, group...)
+			continue
+		}
+		wg.Add(1)
+		go func(node ident.NodeID, group []string) {
+			defer wg.Done()
+			rep, err := r.Unicast(ctx, node, &UnicastOp{Kind: OpSendMany, SystemID: systemID,
+				ClientID: group[0], ClientIDs: group, MessageID: res.MessageID, Msg: *m})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil || rep.Code != 0 {
+				res.Offline = append(res.Offline, group...)
+				return
+			}
+			res.Delivered += rep.Delivered
+			res.Offline = append(res.Offline, rep.Offline...)
+		}(node, group)
+	}
+	wg.Wait()
+	return res, nil
+}
+
+func (n *Node) sendMany(systemID string, ids []string, f frame) (int, []string) {
+	delivered := 0
+	var offline []string
+	for _, id := range ids {
+		c := n.hub.lookup(systemID, id)
+		if c != nil && c.enqueue(f) {
+			delivered++
+		} else {
+			offline = append(offline, id)
+		}
+	}
+	n.metrics.MessagesPushed.Add(float64(delivered))
+	n.metrics.MessagesDropped.Add(float64(len(offline)))
+	return delivered, offline
+}
+
+// BindToGroup puts a client in a group (1001 to every member when it joins).
+func (n *Node) BindToGroup(ctx context.Context, systemID, clientID, group, userID, extend string) error {
+	r, err := n.unicast(ctx, &UnicastOp{Kind: OpBind, SystemID: systemID, ClientID: clientID,
+		Group: group, UserID: userID, Extend: extend})
+	return replyErr(r, err)
+}
+
+// UnbindFromGroup takes a client out of a group (1002 to the others).
+func (n *Node) UnbindFromGroup(ctx context.Context, systemID, clientID, group string) error {
+	r, err := n.unicast(ctx, &UnicastOp{Kind: OpUnbind, SystemID: systemID, ClientID: clientID, Group: group})
+	return replyErr(r, err)
+}
+
+// CloseClient closes a client with 1000.
+func (n *Node) CloseClient(ctx context.Context, systemID, clientID string) error {
+	r, err := n.unicast(ctx, &UnicastOp{Kind: OpClose, SystemID: systemID, ClientID: clientID})
+	return replyErr(r, err)
+}
+
+// IsOnline reports whether clientID is an online client of systemID.
+func (n *Node) IsOnline(ctx context.Context, systemID, clientID string) (bool, error) {
+	r, err := n.unicast(ctx, &UnicastOp{Kind: OpIsOnline, SystemID: systemID, ClientID: clientID})
+	if err != nil {
+		return false, err
+	}
+	return r.Online, nil
+}
+
+// LocalUnicast runs a unicast on this node's hub; the cluster's RPC service
+// calls it for ops that other nodes forward.
+func (n *Node) LocalUnicast(op *UnicastOp) *UnicastReply {
+	if op.Kind == OpSendMany {
+		if _, local, ok := n.route(op.SystemID, op.ClientID); !ok || !local {
+			return &UnicastReply{Code: define.CodeClientOffline}
+		}
+		d, off := n.sendMany(op.SystemID, op.ClientIDs, messageFrame(op.MessageID, &op.Msg))
+		return &UnicastReply{Delivered: d, Offline: off}
+	}
+	if _, local, ok := n.route(op.SystemID, op.ClientID); !ok || !local {
+		return &UnicastReply{Code: define.CodeClientOffline}
+	}
+	c := n.hub.lookup(op.SystemID, op.ClientID)
+	if op.Kind == OpIsOnline {
+		return &UnicastReply{Online: c != nil}
+	}
+	if c == nil {
+		return &UnicastReply{Code: define.CodeClientOffline}
+	}
+	switch op.Kind {
+	case OpSend:
+		if !c.enqueue(messageFrame(op.MessageID, &op.Msg)) {
+			n.metrics.MessagesDropped.Inc()
+			return &UnicastReply{Code: define.CodeClientOffline}
+		}
+		n.metrics.MessagesPushed.Inc()
+	case OpBind:
+		joined, ok := n.hub.bind(c, op.Group, op.UserID, op.Extend)
+		if !ok {
+			return &UnicastReply{Code: define.CodeClientOffline}
+		}
+		if joined && n.eventsOn(op.SystemID) {
+			n.emitEvent(op.SystemID, op.Group, define.MsgCodeJoin, &define.MemberEvent{
+				ClientID: c.ID, GroupName: op.Group, UserID: op.UserID, Extend: op.Extend})
+		}
+	case OpUnbind:
+		l, was, ok := n.hub.unbind(c, op.Group)
+		if !ok {
+			return &UnicastReply{Code: define.CodeClientOffline}
+		}
+		if was {
+			n.emitLeaves(op.SystemID, []leave{l})
+		}
+	case OpClose:
+		c.close(define.CloseNormal, "closed by server", false, define.ReasonKicked, false)
+	default:
+		return &UnicastReply{Code: define.CodeInvalidRequest}
+	}
+	return &UnicastReply{}
+}
+
+// LocalBroadcast runs a broadcast on this node's hub.
+func (n *Node) LocalBroadcast(op *BroadcastOp) *BroadcastReply {
+	switch op.Kind {
+	case OpGroup, OpSystem:
+		group := op.Group
+		if op.Kind == OpSystem {
+			group = ""
+		}
+		return &BroadcastReply{Recipients: n.hub.broadcast(op.SystemID, group, messageFrame(op.MessageID, &op.Msg))}
+	case OpList:
+		return &BroadcastReply{IDs: n.hub.onlineIDs(op.SystemID, op.Group)}
+	}
+	return &BroadcastReply{}
+}
+
+// broadcast runs op here and on every other node.
+func (n *Node) broadcast(ctx context.Context, op *BroadcastOp) ([]*BroadcastReply, []string) {
+	r := n.getRemote()
+	if r == nil {
+		return []*BroadcastReply{n.LocalBroadcast(op)}, nil
+	}
+	var remote []*BroadcastReply
+	var unreachable []string
+	done := make(chan struct{})
+	go func() {
+		remote, unreachable = r.Broadcast(ctx, op)
+		close(done)
+	}()
+	local := n.LocalBroadcast(op)
+	<-done
+	return append(remote, local), unreachable
+}
+
+// SendToGroup pushes a message to every member of a group.
+func (n *Node) SendToGroup(ctx context.Context, systemID, group string, m *define.Message) (*define.BroadcastResult, error) {
+	return n.sendBroadcast(ctx, &BroadcastOp{Kind: OpGroup, SystemID: systemID, Group: group, Msg: *m})
+}
+
+// SendToSystem pushes a message to every client of a system.
+func (n *Node) SendToSystem(ctx context.Context, systemID string, m *define.Message) (*define.BroadcastResult, error) {
+	return n.sendBroadcast(ctx, &BroadcastOp{Kind: OpSystem, SystemID: systemID, Msg: *m})
+}
+
+func (n *Node) sendBroadcast(ctx context.Context, op *BroadcastOp) (*define.BroadcastResult, error) {
+	op.MessageID = n.msgIDs.Next()
+	replies, unreachable := n.broadcast(ctx, op)
+	res := &define.BroadcastResult{MessageID: op.MessageID, Unreachable: unreachable}
+	for _, r := range replies {
+		res.Recipients += r.Recipients
+	}
+	return res, nil
+}
+
+// OnlineList lists the clients of a group ("" = the whole system).
+func (n *Node) OnlineList(ctx context.Context, systemID, group string) (*define.OnlineList, error) {
+	replies, unreachable := n.broadcast(ctx, &BroadcastOp{Kind: OpList, SystemID: systemID, Group: group})
+	res := &define.OnlineList{List: []string{}, Unreachable: unreachable}
+	for _, r := range replies {
+		res.List = append(res.List, r.IDs...)
+	}
+	res.Count = len(res.List)
+	return res, nil
+}
+
+// emitEvent pushes a membership event to a group across the cluster.
+func (n *Node) emitEvent(systemID, group string, code int, ev *define.MemberEvent) {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		n.log.Error("encode membership event", zap.Error(err))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = n.sendBroadcast(ctx, &BroadcastOp{Kind: OpGroup, SystemID: systemID, Group: group,
+		Msg: define.Message{Code: code, Data: data}})
+}
+
+// emitLeaves sends the 1002 events of clients that left groups.
+func (n *Node) emitLeaves(systemID string, ls []leave) {
+	if !n.eventsOn(systemID) {
+		return
+	}
+	for i := range ls {
+		n.emitEvent(systemID, ls[i].group, define.MsgCodeLeave, &ls[i].ev)
+	}
+}
+
+// Stats is a point-in-time picture of this node for the dashboard.
+type Stats struct {
+	NodeID      string         `json:"nodeId"`
+	StartedAt   time.Time      `json:"startedAt"`
+	Connections int            `json:"connections"`
+	Systems     map[string]int `json:"systems"`
+	Groups      int            `json:"groups"`
+}
+
+// LocalStats returns this node's stats.
+func (n *Node) LocalStats() *Stats {
+	return &Stats{
+		NodeID:      n.ID().String(),
+		StartedAt:   n.started,
+		Connections: n.hub.count(),
+		Systems:     n.hub.systemCounts(),
+		Groups:      n.hub.groupCount(),
+	}
+}
+
+// Shutdown closes every client with 1001, letting queues drain until the
+// deadline, and stops the hub.
+func (n *Node) Shutdown(deadline time.Time) { n.hub.shutdown(deadline) }

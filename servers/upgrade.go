@@ -1,0 +1,148 @@
+package servers
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+
+	"github.com/go-websocket/go-websocket/define"
+)
+
+// ConnectPolicy decides who may open a WebSocket.
+type ConnectPolicy struct {
+	// AllowedOrigins: empty or "*" allows any; entries are origins such as
+	// https://app.example.com, and https://*.example.com for any subdomain.
+	AllowedOrigins []string
+	// Authenticate checks the connect token (nil: no token needed). It returns
+	// the userId the token vouches for.
+	Authenticate func(r *http.Request, systemID string) (userID string, err error)
+}
+
+// originAllowed reports whether a browser Origin may connect. Requests
+// without an Origin header (not from a browser) are not restricted by it.
+func (p *ConnectPolicy) originAllowed(origin string) bool {
+	if origin == "" || len(p.AllowedOrigins) == 0 {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+	for _, a := range p.AllowedOrigins {
+		if a == "*" {
+			return true
+		}
+		as, ah, ok := strings.Cut(strings.ToLower(a), "://")
+		if !ok || as != scheme {
+			continue
+		}
+		if ah == host {
+			return true
+		}
+		if suffix, ok := strings.CutPrefix(ah, "*."); ok && strings.HasSuffix(host, "."+suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeBufferPool is never drawn from (the server writes raw frames itself);
+// setting it stops gorilla from giving each connection a write buffer.
+type noWriteBuffers struct{}
+
+func (noWriteBuffers) Get() any { return nil }
+func (noWriteBuffers) Put(any)  {}
+
+var upgrader = websocket.Upgrader{
+	HandshakeTimeout: 10 * time.Second,
+	ReadBufferSize:   512,
+	WriteBufferPool:  noWriteBuffers{},
+	// Origins are checked after the upgrade so a refused browser gets the
+	// error frame and the 4003 close code instead of a bare 403.
+	CheckOrigin: func(*http.Request) bool { return true },
+}
+
+// refusal is why a connect was refused.
+type refusal struct {
+	code      int // define error code, carried in the error frame
+	closeCode int
+	msg       string
+	reason    string // metrics label
+}
+
+// ServeWS upgrades a WebSocket request (the caller has checked it is one)
+// and registers the client; the reader runs on its own goroutine, so the
+// HTTP handler's stack and buffers are released right away.
+func (n *Node) ServeWS(w http.ResponseWriter, r *http.Request) {
+	ws, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // gorilla has answered with an HTTP error
+	}
+	systemID := r.URL.Query().Get("systemId")
+	p := &n.opts.Connect
+	var userID string
+	switch {
+	case systemID == "":
+		n.refuse(ws, refusal{define.CodeMissingSystemID, define.CloseMissingSystem, "missing systemId query parameter", "missing_system"})
+		return
+	case !p.originAllowed(r.Header.Get("Origin")):
+		n.refuse(ws, refusal{define.CodeOriginForbidden, define.CloseOriginRefused, "origin not allowed", "origin"})
+		return
+	case !n.systems.Exists(systemID):
+		n.refuse(ws, refusal{define.CodeUnknownSystem, define.CloseUnknownSystem, "systemId is not registered", "unknown_system"})
+		return
+	}
+	if p.Authenticate != nil {
+		if userID, err = p.Authenticate(r, systemID); err != nil {
+			n.refuse(ws, refusal{define.CodeUnauthorized, define.CloseUnauthorized, err.Error(), "token"})
+			return
+		}
+	}
+	id := n.minter.Mint(systemID)
+	c := newClient(n.hub, id, systemID, userID, ws)
+	// The welcome frame is queued before the client becomes addressable, so
+	// it is always the first frame and a push right after it arrives.
+	c.queue = append(c.queue, envelopeFrame(define.CodeSuccess, "success", id))
+	if err := n.hub.add(c); err != nil {
+		n.refuse(ws, refusal{define.CodeRateLimited, define.CloseTooManyClients, err.Error(), "limit"})
+		return
+	}
+	c.mu.Lock()
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	go c.readLoop()
+}
+
+// refuse writes the error envelope and a 4xxx close frame, then closes.
+func (n *Node) refuse(ws *websocket.Conn, rf refusal) {
+	n.metrics.ConnectsRefused.WithLabelValues(rf.reason).Inc()
+	n.log.Debug("websocket connect refused", zap.String("reason", rf.reason), zap.Int("closeCode", rf.closeCode))
+	nc := ws.UnderlyingConn()
+	go func() {
+		defer nc.Close()
+		_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if _, err := nc.Write(envelopeFrame(rf.code, rf.msg, "")); err != nil {
+			return
+		}
+		if _, err := nc.Write(closeFrame(rf.closeCode, rf.msg)); err != nil {
+			return
+		}
+		// Wait briefly for the client's close frame so our frames are not
+		// lost to a reset.
+		_ = ws.SetReadDeadline(time.Now().Add(closeGrace))
+		for {
+			if _, _, err := ws.NextReader(); err != nil {
+				return
+			}
+		}
+	}()
+}
