@@ -135,7 +135,7 @@ func (c *Client) writeLoop() {
 			c.mu.Unlock()
 			return
 		}
-		c.queue = c.spare[:0]
+		c.queue, c.spare = c.spare[:0], nil
 		c.mu.Unlock()
 
 		bufs = bufs[:0]

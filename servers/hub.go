@@ -74,6 +74,7 @@ type Hub struct {
 
 	stopPing chan struct{}
 	pingDone chan struct{}
+	stopOnce sync.Once
 }
 
 // NewHub returns an empty hub and starts its ping loop.
@@ -399,6 +400,10 @@ func (h *Hub) all() []*Client {
 // queue drains, and waits until all sockets are closed or the deadline
 // passes, when it closes the rest. It stops the ping loop.
 func (h *Hub) shutdown(deadline time.Time) {
+	h.stopOnce.Do(func() { h.drain(deadline) })
+}
+
+func (h *Hub) drain(deadline time.Time) {
 	h.liveMu.Lock()
 	h.closing.Store(true)
 	done := make(chan struct{})
