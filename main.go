@@ -115,11 +115,18 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	systems, err := store.OpenFile(filepath.Join(cfg.Server.DataDir, "systems.json"))
-	if err != nil {
+	m := metrics.New()
+	var systems store.Systems
+	var cl *clusterParts
+	if cfg.Cluster.Enabled {
+		if cl, err = setupCluster(cfg, log, m); err != nil {
+			return err
+		}
+		defer cl.Close()
+		systems = cl.Systems
+	} else if systems, err = store.OpenFile(filepath.Join(cfg.Server.DataDir, "systems.json")); err != nil {
 		return err
 	}
-	m := metrics.New()
 	ws := cfg.WebSocket
 	node := servers.NewNode(servers.Options{
 		Hub: servers.HubConfig{
@@ -135,15 +142,27 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 		Logger:           log,
 		Connect:          servers.ConnectPolicy{AllowedOrigins: cfg.Security.AllowedOrigins},
 	})
+	var ready func() error
+	if cl != nil {
+		ready = cl.Ready
+	}
 	engine := routers.New(routers.Options{
 		Node: node, Logger: log, Metrics: m,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes,
 		APITokens:    cfg.Security.APITokens,
+		Ready:        ready,
 	})
 	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.HTTPPort))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s (config key server.httpPort): %w", addr, err)
+	}
+	node.SetHTTPAddr(advertisedHTTP(cfg, ln.Addr()))
+	if cl != nil {
+		if err := cl.Attach(node); err != nil {
+			ln.Close()
+			return err
+		}
 	}
 	srv := &http.Server{
 		Handler:           engine,
@@ -173,6 +192,10 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 	deadline := time.Now().Add(cfg.Server.DrainTimeout)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	if cl != nil {
+		// Leave etcd first so peers and the load balancer stop routing here.
+		cl.Leave(ctx)
+	}
 	// Stop accepting first, then close the WebSocket clients with 1001.
 	shutdownDone := make(chan error, 1)
 	go func() { shutdownDone <- srv.Shutdown(ctx) }()
@@ -182,6 +205,17 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// advertisedHTTP is the HTTP address shown to peers and on the dashboard.
+func advertisedHTTP(cfg *setting.Config, bound net.Addr) string {
+	if cfg.Cluster.HTTPAdvertise != "" {
+		return cfg.Cluster.HTTPAdvertise
+	}
+	if a, ok := bound.(*net.TCPAddr); ok && a.IP.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(a.Port))
+	}
+	return bound.String()
 }
 
 // loadSecret returns the clientId MAC key: the cluster secret, the

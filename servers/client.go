@@ -66,6 +66,7 @@ func (c *Client) enqueue(f frame) bool {
 	}
 	if len(c.queue) >= c.hub.cfg.QueueLength {
 		c.mu.Unlock()
+		c.hub.slow.Add(1)
 		c.hub.metrics.SlowConsumerCloses.Inc()
 		c.close(define.ClosePolicyViolation, "slow consumer", true, define.ReasonSlowConsumer, true)
 		return false

@@ -62,6 +62,9 @@ type Hub struct {
 	total   atomic.Int64
 	closing atomic.Bool
 
+	// Plain copies of some metrics, for the stats endpoint.
+	pushed, dropped, slow atomic.Uint64
+
 	// live counts connections until their socket is closed; shutdown waits
 	// for it to reach zero.
 	liveMu   sync.Mutex
@@ -205,6 +208,20 @@ func (h *Hub) remove(c *Client, reason string) {
 	}
 }
 
+func (h *Hub) countPushed(n int) {
+	if n > 0 {
+		h.pushed.Add(uint64(n))
+		h.metrics.MessagesPushed.Add(float64(n))
+	}
+}
+
+func (h *Hub) countDropped(n int) {
+	if n > 0 {
+		h.dropped.Add(uint64(n))
+		h.metrics.MessagesDropped.Add(float64(n))
+	}
+}
+
 // lookup returns the client with id if it belongs to systemID.
 func (h *Hub) lookup(systemID, id string) *Client {
 	sh := h.shard(id)
@@ -306,8 +323,9 @@ func (h *Hub) broadcast(systemID, group string, f frame) int {
 			n++
 		}
 	}
+	h.countPushed(n)
+	h.countDropped(len(*p) - n)
 	releaseSnapshot(p)
-	h.metrics.MessagesPushed.Add(float64(n))
 	return n
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -77,6 +78,7 @@ const (
 	OpGroup  = "group"
 	OpSystem = "system"
 	OpList   = "list"
+	OpStats  = "stats"
 )
 
 // BroadcastOp is a fan-out run on every node.
@@ -92,6 +94,7 @@ type BroadcastOp struct {
 type BroadcastReply struct {
 	Recipients int
 	IDs        []string
+	Stats      *Stats
 }
 
 // Node owns this process's clients and knows, through Remote, the others.
@@ -109,7 +112,9 @@ type Node struct {
 
 	mu        sync.RWMutex
 	remote    Remote
+	httpAddr  string
 	eventsOff map[string]bool
+	rpcErrors atomic.Uint64
 }
 
 // NewNode builds a node and starts its hub.
@@ -287,8 +292,8 @@ func (n *Node) sendMany(systemID string, ids []string, f frame) (int, []string) 
 			offline = append(offline, id)
 		}
 	}
-	n.metrics.MessagesPushed.Add(float64(delivered))
-	n.metrics.MessagesDropped.Add(float64(len(offline)))
+	n.hub.countPushed(delivered)
+	n.hub.countDropped(len(offline))
 	return delivered, offline
 }
 
@@ -343,10 +348,10 @@ func (n *Node) LocalUnicast(op *UnicastOp) *UnicastReply {
 	switch op.Kind {
 	case OpSend:
 		if !c.enqueue(messageFrame(op.MessageID, &op.Msg)) {
-			n.metrics.MessagesDropped.Inc()
+			n.hub.countDropped(1)
 			return &UnicastReply{Code: define.CodeClientOffline}
 		}
-		n.metrics.MessagesPushed.Inc()
+		n.hub.countPushed(1)
 	case OpBind:
 		joined, ok := n.hub.bind(c, op.Group, op.UserID, op.Extend)
 		if !ok {
@@ -383,6 +388,8 @@ func (n *Node) LocalBroadcast(op *BroadcastOp) *BroadcastReply {
 		return &BroadcastReply{Recipients: n.hub.broadcast(op.SystemID, group, messageFrame(op.MessageID, &op.Msg))}
 	case OpList:
 		return &BroadcastReply{IDs: n.hub.onlineIDs(op.SystemID, op.Group)}
+	case OpStats:
+		return &BroadcastReply{Stats: n.LocalStats()}
 	}
 	return &BroadcastReply{}
 }
@@ -459,24 +466,62 @@ func (n *Node) emitLeaves(systemID string, ls []leave) {
 	}
 }
 
-// Stats is a point-in-time picture of this node for the dashboard.
+// Stats is a point-in-time picture of one node for the dashboard.
 type Stats struct {
-	NodeID      string         `json:"nodeId"`
-	StartedAt   time.Time      `json:"startedAt"`
-	Connections int            `json:"connections"`
-	Systems     map[string]int `json:"systems"`
-	Groups      int            `json:"groups"`
+	NodeID             string         `json:"nodeId"`
+	HTTPAddr           string         `json:"httpAddr"`
+	StartedAt          time.Time      `json:"startedAt"`
+	UptimeSeconds      float64        `json:"uptimeSeconds"`
+	Connections        int            `json:"connections"`
+	Systems            map[string]int `json:"systems"`
+	Groups             int            `json:"groups"`
+	MessagesPushed     uint64         `json:"messagesPushed"`
+	MessagesDropped    uint64         `json:"messagesDropped"`
+	SlowConsumerCloses uint64         `json:"slowConsumerCloses"`
+	RPCErrors          uint64         `json:"rpcErrors"`
+}
+
+// SetHTTPAddr records the address shown for this node on the dashboard.
+func (n *Node) SetHTTPAddr(addr string) {
+	n.mu.Lock()
+	n.httpAddr = addr
+	n.mu.Unlock()
 }
 
 // LocalStats returns this node's stats.
 func (n *Node) LocalStats() *Stats {
+	n.mu.RLock()
+	addr := n.httpAddr
+	n.mu.RUnlock()
 	return &Stats{
-		NodeID:      n.ID().String(),
-		StartedAt:   n.started,
-		Connections: n.hub.count(),
-		Systems:     n.hub.systemCounts(),
-		Groups:      n.hub.groupCount(),
+		NodeID:             n.ID().String(),
+		HTTPAddr:           addr,
+		StartedAt:          n.started,
+		UptimeSeconds:      time.Since(n.started).Seconds(),
+		Connections:        n.hub.count(),
+		Systems:            n.hub.systemCounts(),
+		Groups:             n.hub.groupCount(),
+		MessagesPushed:     n.hub.pushed.Load(),
+		MessagesDropped:    n.hub.dropped.Load(),
+		SlowConsumerCloses: n.hub.slow.Load(),
+		RPCErrors:          n.rpcErrors.Load(),
 	}
+}
+
+// CountRPCError is called by the cluster layer for every failed call.
+func (n *Node) CountRPCError() { n.rpcErrors.Add(1) }
+
+// ClusterStats returns the stats of every node that answered in time, this
+// one first, and the ids of those that did not.
+func (n *Node) ClusterStats(ctx context.Context) ([]*Stats, []string) {
+	replies, unreachable := n.broadcast(ctx, &BroadcastOp{Kind: OpStats})
+	out := []*Stats{n.LocalStats()}
+	for _, r := range replies[:len(replies)-1] { // the last reply is this node's
+		if r.Stats != nil {
+			out = append(out, r.Stats)
+		}
+	}
+	return out, unreachable
 }
 
 // Shutdown closes every client with 1001, letting queues drain until the
