@@ -20,6 +20,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/go-websocket/go-websocket/pkg/limiter"
 	"github.com/go-websocket/go-websocket/pkg/logger"
 	"github.com/go-websocket/go-websocket/pkg/metrics"
 	"github.com/go-websocket/go-websocket/pkg/setting"
@@ -128,6 +129,10 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 		return err
 	}
 	ws := cfg.WebSocket
+	connect := servers.ConnectPolicy{AllowedOrigins: cfg.Security.AllowedOrigins}
+	if cfg.Security.ConnectSecret != "" {
+		connect.Authenticate = servers.TokenAuthenticator([]byte(cfg.Security.ConnectSecret))
+	}
 	node := servers.NewNode(servers.Options{
 		Hub: servers.HubConfig{
 			PingInterval: ws.PingInterval, PongWait: ws.PongWait, WriteTimeout: ws.WriteTimeout,
@@ -140,17 +145,22 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 		Systems:          systems,
 		Metrics:          m,
 		Logger:           log,
-		Connect:          servers.ConnectPolicy{AllowedOrigins: cfg.Security.AllowedOrigins},
+		Connect:          connect,
 	})
 	var ready func() error
 	if cl != nil {
 		ready = cl.Ready
+	}
+	var rateLimit func(string) (bool, time.Duration)
+	if cfg.Security.RateLimit > 0 {
+		rateLimit = limiter.New(cfg.Security.RateLimit, cfg.Security.RateBurst).Allow
 	}
 	engine := routers.New(routers.Options{
 		Node: node, Logger: log, Metrics: m,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes,
 		APITokens:    cfg.Security.APITokens,
 		Ready:        ready,
+		RateLimit:    rateLimit,
 	})
 	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.HTTPPort))
 	ln, err := net.Listen("tcp", addr)
