@@ -99,3 +99,40 @@ func TestUnknownKeyAndMissingFile(t *testing.T) {
 		t.Fatal("missing file accepted")
 	}
 }
+
+func FuzzINI(f *testing.F) {
+	shipped, err := os.ReadFile("../../conf.ini")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(shipped)
+	f.Add([]byte("[server]\nhttpPort = 1\n"))
+	f.Add([]byte("key = outside\n"))
+	f.Add([]byte("[a.b]\nx=1\n[server]\nhttpPort=1\nhttpPort=2\n"))
+	f.Add([]byte("\ufeff[log]\nlevel = \"debug\"\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v := map[string]any{}
+		if err := decodeINI(b, v); err != nil {
+			return
+		}
+		for section, keys := range v {
+			if section == "" || strings.ContainsAny(section, ". ") {
+				t.Fatalf("accepted section %q", section)
+			}
+			for k := range keys.(map[string]any) {
+				if k == "" || strings.ContainsAny(k, ". []") {
+					t.Fatalf("accepted key %q", k)
+				}
+			}
+		}
+		// A decodable file must load or fail with a message naming a key,
+		// never panic.
+		p := filepath.Join(t.TempDir(), "c.ini")
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(p); err != nil && !strings.Contains(err.Error(), "config key") && !strings.Contains(err.Error(), "read config") {
+			t.Fatalf("error without a key: %v", err)
+		}
+	})
+}
