@@ -237,6 +237,10 @@ func (h *Hub) lookup(systemID, id string) *Client {
 // bind puts c in group; joined is false when it was already a member (then
 // only userID and extend change).
 func (h *Hub) bind(c *Client, group, userID, extend string) (joined, ok bool) {
+	if c.UserID != "" {
+		// A connect token vouched for this user: it wins over the API's.
+		userID = c.UserID
+	}
 	s := h.system(c.SystemID, true)
 	s.mu.Lock()
 	defer s.mu.Unlock()

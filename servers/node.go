@@ -358,8 +358,12 @@ func (n *Node) LocalUnicast(op *UnicastOp) *UnicastReply {
 			return &UnicastReply{Code: define.CodeClientOffline}
 		}
 		if joined && n.eventsOn(op.SystemID) {
+			uid := op.UserID
+			if c.UserID != "" {
+				uid = c.UserID
+			}
 			n.emitEvent(op.SystemID, op.Group, define.MsgCodeJoin, &define.MemberEvent{
-				ClientID: c.ID, GroupName: op.Group, UserID: op.UserID, Extend: op.Extend})
+				ClientID: c.ID, GroupName: op.Group, UserID: uid, Extend: op.Extend})
 		}
 	case OpUnbind:
 		l, was, ok := n.hub.unbind(c, op.Group)

@@ -1,0 +1,238 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/rpc"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/go-websocket/go-websocket/servers"
+	"github.com/go-websocket/go-websocket/tools/ident"
+)
+
+// Outcomes of a call, as counted in gows_rpc_calls_total.
+const (
+	outcomeOK          = "ok"
+	outcomeError       = "error"
+	outcomeTimeout     = "timeout"
+	outcomeUnreachable = "unreachable" // skipped: the peer is down
+)
+
+var (
+	errTimeout = errors.New("peer did not answer within the RPC deadline")
+	errDown    = errors.New("peer is down; waiting for it to answer again")
+)
+
+// Redial backoff of a peer that cannot be reached.
+const (
+	backoffMin = 50 * time.Millisecond
+	backoffMax = time.Second
+)
+
+func nextBackoff(d time.Duration) time.Duration {
+	return min(max(2*d, backoffMin), backoffMax)
+}
+
+// jitter spreads d by ±20% so peers do not redial in step.
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration((rand.Float64()*0.4-0.2)*float64(d))
+}
+
+// peer is one other node: its registration and the one persistent,
+// authenticated connection to it. A goroutine (run) owns the connection: it
+// dials, proves the node answers, and redials with backoff when the
+// connection fails. Callers never dial and never wait for a dial except
+// the very first one: while no connection is up the peer is "down" and
+// callers fail at once (10009 for unicasts, "unreachable" for broadcasts).
+type peer struct {
+	id   ident.NodeID
+	name string
+	info NodeInfo // immutable; a changed registration makes a new peer
+	c    *Cluster
+
+	cur   atomic.Pointer[peerConn] // nil while down
+	first chan struct{}            // closed once the first dial has ended
+	ctx   context.Context
+	stop  context.CancelFunc
+	done  chan struct{}
+}
+
+type peerConn struct {
+	cli *rpc.Client
+	dc  *deadlineConn
+}
+
+func newPeer(c *Cluster, id ident.NodeID, info NodeInfo) *peer {
+	ctx, cancel := context.WithCancel(c.ctx)
+	return &peer{id: id, name: id.String(), info: info, c: c, first: make(chan struct{}),
+		ctx: ctx, stop: cancel, done: make(chan struct{})}
+}
+
+// up reports whether the peer has a live connection; a peer whose first
+// dial is still running counts as up (callers wait for it).
+func (p *peer) up() bool {
+	select {
+	case <-p.first:
+		return p.cur.Load() != nil
+	default:
+		return true
+	}
+}
+
+func (p *peer) run() {
+	defer close(p.done)
+	firstDone := false
+	markFirst := func() {
+		if !firstDone {
+			firstDone = true
+			close(p.first)
+		}
+	}
+	defer markFirst()
+	log := p.c.log.With(zap.String("peer", p.name), zap.String("rpcAddr", p.info.RPCAddr))
+	var wait time.Duration
+	failures := 0
+	for {
+		if wait > 0 {
+			t := time.NewTimer(jitter(wait))
+			select {
+			case <-t.C:
+			case <-p.ctx.Done():
+				t.Stop()
+				return
+			}
+		}
+		pc, err := p.connect()
+		if err != nil {
+			if p.ctx.Err() != nil {
+				return
+			}
+			failures++
+			if failures == 1 {
+				log.Warn("peer unreachable; retrying with backoff", zap.Error(err))
+			} else {
+				log.Debug("peer still unreachable", zap.Error(err), zap.Int("attempts", failures))
+			}
+			markFirst()
+			wait = nextBackoff(wait)
+			continue
+		}
+		p.cur.Store(pc)
+		markFirst()
+		if failures > 0 {
+			log.Info("peer answers again", zap.Int("failedAttempts", failures))
+		} else {
+			log.Debug("peer connected")
+		}
+		failures, wait = 0, 0
+		select {
+		case <-pc.dc.dead:
+		case <-p.ctx.Done():
+			p.cur.Store(nil)
+			pc.cli.Close()
+			return
+		}
+		p.cur.CompareAndSwap(pc, nil)
+		pc.cli.Close()
+		if p.ctx.Err() != nil {
+			return
+		}
+		log.Warn("peer connection lost; redialling")
+		wait = backoffMin
+	}
+}
+
+// connect dials, authenticates, and makes one real call (a stats
+// broadcast) so that a peer counts as up only when its node answers.
+func (p *peer) connect() (*peerConn, error) {
+	ctx, cancel := context.WithTimeout(p.ctx, p.c.timeout)
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", p.info.RPCAddr)
+	if err != nil {
+		return nil, err
+	}
+	dl, _ := ctx.Deadline()
+	_ = nc.SetDeadline(dl)
+	stopClose := context.AfterFunc(ctx, func() { nc.Close() })
+	err = clientHandshake(nc, p.c.authKey, p.c.self, p.id)
+	if !stopClose() {
+		nc.Close()
+		return nil, fmt.Errorf("handshake: %w", ctx.Err())
+	}
+	if err != nil {
+		nc.Close()
+		if errors.Is(err, errBadSecret) || errors.Is(err, errBadMagic) {
+			p.c.log.Error("rpc peer failed authentication: check that every node has the same cluster secret",
+				zap.String("peer", p.name), zap.String("rpcAddr", p.info.RPCAddr), zap.Error(err))
+		}
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	_ = nc.SetDeadline(time.Time{})
+	dc := newDeadlineConn(nc, p.c.timeout)
+	pc := &peerConn{cli: rpc.NewClient(dc), dc: dc}
+	var reply servers.BroadcastReply
+	call := pc.cli.Go("Node.Broadcast", &servers.BroadcastOp{Kind: servers.OpStats}, &reply, make(chan *rpc.Call, 1))
+	select {
+	case <-call.Done:
+		err = call.Error
+	case <-ctx.Done():
+		err = fmt.Errorf("probe: %w", ctx.Err())
+	}
+	if err != nil {
+		pc.cli.Close()
+		return nil, err
+	}
+	return pc, nil
+}
+
+// fail drops a connection that a caller saw fail; run redials.
+func (p *peer) fail(pc *peerConn) {
+	if p.cur.CompareAndSwap(pc, nil) {
+		pc.dc.markDead()
+		pc.cli.Close()
+	}
+}
+
+// call runs one RPC within the cluster's deadline (net/rpc has no
+// context: Client.Go and a timer). It never blocks longer than the
+// deadline, holds no lock, and marks the peer down on a timeout or a
+// broken connection.
+func (p *peer) call(ctx context.Context, method string, args, reply any) (string, error) {
+	timer := time.NewTimer(p.c.timeout)
+	defer timer.Stop()
+	select {
+	case <-p.first:
+	case <-timer.C:
+		return outcomeTimeout, errTimeout
+	case <-ctx.Done():
+		return outcomeError, ctx.Err()
+	}
+	pc := p.cur.Load()
+	if pc == nil {
+		return outcomeUnreachable, errDown
+	}
+	call := pc.cli.Go(method, args, reply, make(chan *rpc.Call, 1))
+	select {
+	case <-call.Done:
+		if call.Error == nil {
+			return outcomeOK, nil
+		}
+		var se rpc.ServerError
+		if !errors.As(call.Error, &se) {
+			p.fail(pc) // transport failure: the connection is gone
+		}
+		return outcomeError, call.Error
+	case <-timer.C:
+		p.fail(pc)
+		return outcomeTimeout, errTimeout
+	case <-ctx.Done():
+		return outcomeError, ctx.Err()
+	}
+}

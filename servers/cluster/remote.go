@@ -1,0 +1,98 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/go-websocket/go-websocket/define"
+	"github.com/go-websocket/go-websocket/servers"
+	"github.com/go-websocket/go-websocket/tools/ident"
+)
+
+// RPC method labels of the metrics.
+const (
+	methodUnicast   = "unicast"
+	methodBroadcast = "broadcast"
+)
+
+// call runs one RPC on p and records it in the metrics; a failure is
+// counted on the node too.
+func (c *Cluster) call(ctx context.Context, p *peer, method, svc string, args, reply any) error {
+	start := time.Now()
+	outcome, err := p.call(ctx, svc, args, reply)
+	c.metrics.RPCCalls.WithLabelValues(method, outcome).Inc()
+	if outcome != outcomeUnreachable {
+		c.metrics.RPCLatency.WithLabelValues(method).Observe(time.Since(start).Seconds())
+	}
+	if err != nil {
+		c.local.CountRPCError()
+		c.log.Debug("rpc failed", zap.String("peer", p.name), zap.String("method", method),
+			zap.String("outcome", outcome), zap.Error(err))
+	}
+	return err
+}
+
+// Unicast implements servers.Remote: it runs op on the node that owns the
+// client. A node that is not in the peer table (never was, or its lease
+// expired) holds no clients: the reply says 10006, which every caller
+// treats as "not online" (is_online answers false). A registered node that
+// does not answer within the deadline gives a 10009 error.
+func (c *Cluster) Unicast(ctx context.Context, node ident.NodeID, op *servers.UnicastOp) (*servers.UnicastReply, error) {
+	p := c.peer(node)
+	if p == nil {
+		return &servers.UnicastReply{Code: define.CodeClientOffline}, nil
+	}
+	reply := new(servers.UnicastReply)
+	if err := c.call(ctx, p, methodUnicast, "Node.Unicast", op, reply); err != nil {
+		return nil, &define.Error{Code: define.CodeUnavailable,
+			Msg: fmt.Sprintf("cluster unavailable: node %s, which holds the client, does not answer; try again", p.name)}
+	}
+	return reply, nil
+}
+
+// Broadcast implements servers.Remote: op runs on every peer in parallel.
+// Peers that are down are not called and are listed as unreachable at once;
+// the others have until the deadline to answer.
+func (c *Cluster) Broadcast(ctx context.Context, op *servers.BroadcastOp) ([]*servers.BroadcastReply, []string) {
+	t := *c.peers.Load()
+	if len(t) == 0 {
+		return nil, nil
+	}
+	type result struct {
+		p     *peer
+		reply *servers.BroadcastReply
+		err   error
+	}
+	results := make(chan result, len(t))
+	var unreachable []string
+	calls := 0
+	for _, p := range t {
+		if !p.up() {
+			c.metrics.RPCCalls.WithLabelValues(methodBroadcast, outcomeUnreachable).Inc()
+			c.local.CountRPCError()
+			unreachable = append(unreachable, p.name)
+			continue
+		}
+		calls++
+		go func() {
+			r := new(servers.BroadcastReply)
+			err := c.call(ctx, p, methodBroadcast, "Node.Broadcast", op, r)
+			results <- result{p, r, err}
+		}()
+	}
+	replies := make([]*servers.BroadcastReply, 0, calls)
+	for range calls {
+		r := <-results
+		if r.err != nil {
+			unreachable = append(unreachable, r.p.name)
+			continue
+		}
+		replies = append(replies, r.reply)
+	}
+	sort.Strings(unreachable)
+	return replies, unreachable
+}
