@@ -1,29 +1,25 @@
 package servers
 
 import (
-	"errors"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/go-websocket/go-websocket/define"
 )
 
-// closeGrace bounds how long the server waits for the client's close frame
-// after it wrote its own, before it drops the TCP connection.
+// closeGrace is the least time the server waits for the client's close
+// frame after it wrote its own, before it drops the TCP connection.
 const closeGrace = 2 * time.Second
 
 // Client is one WebSocket connection.
 //
-// Goroutines: a reader for the whole life of the connection, and a writer
-// that exists only while the queue holds frames, so an idle connection costs
-// one small goroutine. All socket writes go through the writer (or, before the
-// client is registered, the upgrade path), one at a time, as raw frames: a
-// batch of queued frames leaves in one writev.
+// Goroutines: a reader for the whole life of the connection (reader.go), and
+// a writer that exists only while the queue holds frames, so an idle
+// connection costs one small goroutine. All socket writes go through the
+// writer, one at a time, as raw frames: a batch of queued frames leaves in one
+// writev. gorilla/websocket does the handshake only.
 type Client struct {
 	ID       string
 	SystemID string
@@ -31,7 +27,6 @@ type Client struct {
 
 	hub *Hub
 	nc  net.Conn
-	ws  *websocket.Conn // used for reading only
 
 	mu         sync.Mutex
 	queue      []frame
@@ -40,6 +35,10 @@ type Client struct {
 	closing    bool  // no more frames are accepted
 	closeFrame frame // written after the queue when closing
 	reason     string
+
+	// closeSent: the close frame is out; the reader must not extend its
+	// deadline any more.
+	closeSent atomic.Bool
 
 	// parties counts the reader and the closer; the last one to finish
 	// closes the socket, so neither races the other's final use of it.
@@ -50,8 +49,8 @@ type Client struct {
 	removed bool
 }
 
-func newClient(h *Hub, id, systemID, userID string, ws *websocket.Conn) *Client {
-	c := &Client{ID: id, SystemID: systemID, UserID: userID, hub: h, ws: ws, nc: ws.UnderlyingConn()}
+func newClient(h *Hub, id, systemID, userID string, nc net.Conn) *Client {
+	c := &Client{ID: id, SystemID: systemID, UserID: userID, hub: h, nc: nc}
 	c.parties.Store(2)
 	return c
 }
@@ -166,8 +165,19 @@ func (c *Client) finishWriting(cf frame) {
 			c.writeFailed()
 			return
 		}
-		// Let the reader see the client's answering close frame, bounded.
-		_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+		// Half-close so the client sees the close frame and then EOF, and
+		// let the reader wait for its answering close frame, bounded. The
+		// client may first have to read what was queued before the close
+		// frame, so it gets as long as a write would.
+		if tc, ok := c.nc.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		grace := c.hub.cfg.WriteTimeout
+		if grace < closeGrace {
+			grace = closeGrace
+		}
+		c.closeSent.Store(true)
+		_ = c.nc.SetReadDeadline(time.Now().Add(grace))
 	}
 	c.done()
 }
@@ -191,50 +201,4 @@ func (c *Client) done() {
 		_ = c.nc.Close()
 		c.hub.liveDone()
 	}
-}
-
-// readLoop reads and discards client frames, keeps the read deadline moving
-// (any frame or pong proves the client alive), and ends the connection on
-// error, timeout or a close frame.
-func (c *Client) readLoop() {
-	pongWait := c.hub.cfg.PongWait
-	c.ws.SetReadLimit(c.hub.cfg.ReadLimit)
-	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
-	c.ws.SetPongHandler(func(string) error {
-		return c.ws.SetReadDeadline(time.Now().Add(pongWait))
-	})
-	c.ws.SetPingHandler(func(data string) error {
-		c.enqueue(newFrame(opPong, []byte(data)))
-		return c.ws.SetReadDeadline(time.Now().Add(pongWait))
-	})
-	c.ws.SetCloseHandler(func(code int, _ string) error {
-		// Echo the client's close code, as RFC 6455 asks.
-		if code == websocket.CloseNoStatusReceived {
-			code = websocket.CloseNormalClosure
-		}
-		c.close(code, "", false, define.ReasonNormal, false)
-		return nil
-	})
-	var err error
-	for {
-		var r io.Reader
-		if _, r, err = c.ws.NextReader(); err != nil {
-			break
-		}
-		if _, err = io.Copy(io.Discard, r); err != nil {
-			break
-		}
-		_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
-	}
-	var ne net.Error
-	switch {
-	case errors.Is(err, websocket.ErrReadLimit):
-		// gorilla has already written the 1009 close frame.
-		c.close(0, "", true, define.ReasonTooBig, false)
-	case errors.As(err, &ne) && ne.Timeout():
-		c.close(define.CloseGoingAway, "heartbeat timeout", true, define.ReasonHeartbeat, false)
-	default:
-		c.close(define.CloseNormal, "", false, define.ReasonNormal, false)
-	}
-	c.done()
 }

@@ -1,6 +1,7 @@
 package servers
 
 import (
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -104,7 +105,8 @@ func (n *Node) ServeWS(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	id := n.minter.Mint(systemID)
-	c := newClient(n.hub, id, systemID, userID, ws)
+	// From here on the server reads and writes the socket itself.
+	c := newClient(n.hub, id, systemID, userID, ws.UnderlyingConn())
 	// The welcome frame is queued before the client becomes addressable, so
 	// it is always the first frame and a push right after it arrives.
 	c.queue = append(c.queue, envelopeFrame(define.CodeSuccess, "success", id))
@@ -136,13 +138,9 @@ func (n *Node) refuse(ws *websocket.Conn, rf refusal) {
 		if _, err := nc.Write(closeFrame(rf.closeCode, rf.msg)); err != nil {
 			return
 		}
-		// Wait briefly for the client's close frame so our frames are not
+		// Read until the client closes (bounded), so our frames are not
 		// lost to a reset.
-		_ = ws.SetReadDeadline(time.Now().Add(closeGrace))
-		for {
-			if _, _, err := ws.NextReader(); err != nil {
-				return
-			}
-		}
+		_ = nc.SetReadDeadline(time.Now().Add(closeGrace))
+		_, _ = io.CopyN(io.Discard, nc, 64<<10)
 	}()
 }
