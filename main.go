@@ -136,6 +136,7 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 	node := servers.NewNode(servers.Options{
 		Hub: servers.HubConfig{
 			PingInterval: ws.PingInterval, PongWait: ws.PongWait, WriteTimeout: ws.WriteTimeout,
+			WriteDelay:  ws.WriteDelay,
 			QueueLength: ws.QueueLength, ReadLimit: ws.ReadLimit,
 			MaxConnections: ws.MaxConnections, MaxConnectionsPerSystem: ws.MaxConnectionsPerSystem,
 		},
@@ -161,6 +162,7 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 		APITokens:    cfg.Security.APITokens,
 		Ready:        ready,
 		RateLimit:    rateLimit,
+		Pprof:        cfg.Server.Pprof,
 	})
 	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.HTTPPort))
 	ln, err := net.Listen("tcp", addr)

@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -41,6 +42,8 @@ type Options struct {
 	RateLimit func(systemID string) (ok bool, retryAfter time.Duration)
 	// Ready reports whether the node can serve (cluster: registered in etcd).
 	Ready func() error
+	// Pprof serves Go's profiler under /debug/pprof/ (behind the API token).
+	Pprof bool
 	// Extra registers further routes (the web pages, the stats endpoint).
 	Extra func(e *gin.Engine, protect gin.HandlerFunc)
 }
@@ -83,6 +86,22 @@ func New(o Options) *gin.Engine {
 		api.OK(c, gin.H{"status": "ready"})
 	})
 	e.GET("/metrics", gin.WrapH(o.Metrics.Handler()))
+	if o.Pprof {
+		e.GET("/debug/pprof/*name", m.auth, gin.WrapF(func(w http.ResponseWriter, r *http.Request) {
+			switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
+			case "profile":
+				pprof.Profile(w, r)
+			case "trace":
+				pprof.Trace(w, r)
+			case "symbol":
+				pprof.Symbol(w, r)
+			case "cmdline":
+				pprof.Cmdline(w, r)
+			default:
+				pprof.Index(w, r)
+			}
+		}))
+	}
 	if o.Extra != nil {
 		o.Extra(e, m.auth)
 	}

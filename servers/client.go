@@ -75,7 +75,7 @@ func (c *Client) enqueue(f frame) bool {
 	c.writing = true
 	c.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		c.hub.startWriter(c)
 	}
 	return true
 }

@@ -17,6 +17,7 @@ type HubConfig struct {
 	PingInterval            time.Duration
 	PongWait                time.Duration
 	WriteTimeout            time.Duration
+	WriteDelay              time.Duration // coalescing window; 0 writes at once
 	QueueLength             int
 	ReadLimit               int64
 	MaxConnections          int
@@ -78,6 +79,38 @@ type Hub struct {
 	stopPing chan struct{}
 	pingDone chan struct{}
 	stopOnce sync.Once
+
+	// Clients whose writer starts when the write delay ends.
+	pendMu  sync.Mutex
+	pending []*Client
+	armed   bool
+}
+
+// startWriter starts c's writer now, or at the end of the current write
+// delay window together with every other client that got frames meanwhile.
+func (h *Hub) startWriter(c *Client) {
+	if h.cfg.WriteDelay <= 0 {
+		go c.writeLoop()
+		return
+	}
+	h.pendMu.Lock()
+	h.pending = append(h.pending, c)
+	if !h.armed {
+		h.armed = true
+		time.AfterFunc(h.cfg.WriteDelay, h.flushPending)
+	}
+	h.pendMu.Unlock()
+}
+
+func (h *Hub) flushPending() {
+	h.pendMu.Lock()
+	list := h.pending
+	h.pending = nil
+	h.armed = false
+	h.pendMu.Unlock()
+	for _, c := range list {
+		go c.writeLoop()
+	}
 }
 
 // NewHub returns an empty hub and starts its ping loop.

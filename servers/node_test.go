@@ -438,3 +438,33 @@ func TestChurnLeavesExactList(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestWriteDelayKeepsOrderAndDelivers(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.Hub.WriteDelay = 5 * time.Millisecond; o.MembershipEvents = false })
+	ctx := context.Background()
+	a, b := h.dial("s1"), h.dial("s1")
+	for _, c := range []*wsClient{a, b} {
+		if err := h.node.BindToGroup(ctx, "s1", c.id, "g", "", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 50; i++ {
+		if _, err := h.node.SendToGroup(ctx, "s1", "g", msg(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.node.SendToClient(ctx, "s1", a.id, msg(fmt.Sprint(-i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 50; i++ {
+		if p := a.next(); string(p.Data) != fmt.Sprint(i) {
+			t.Fatalf("a: message %d got %s", i, p.Data)
+		}
+		if p := a.next(); string(p.Data) != fmt.Sprint(-i) {
+			t.Fatalf("a: unicast %d got %s", i, p.Data)
+		}
+		if p := b.next(); string(p.Data) != fmt.Sprint(i) {
+			t.Fatalf("b: message %d got %s", i, p.Data)
+		}
+	}
+}

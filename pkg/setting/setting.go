@@ -33,6 +33,7 @@ type Server struct {
 	Secret       string
 	DrainTimeout time.Duration
 	MaxBodyBytes int64
+	Pprof        bool
 }
 
 // WebSocket is the [websocket] section.
@@ -40,6 +41,7 @@ type WebSocket struct {
 	PingInterval            time.Duration
 	PongWait                time.Duration
 	WriteTimeout            time.Duration
+	WriteDelay              time.Duration
 	QueueLength             int
 	ReadLimit               int64
 	MembershipEvents        bool
@@ -90,9 +92,11 @@ var defaults = map[string]any{
 	"server.secret":                     "",
 	"server.draintimeout":               "10s",
 	"server.maxbodybytes":               1 << 20,
+	"server.pprof":                      false,
 	"websocket.pinginterval":            "25s",
 	"websocket.pongwait":                "60s",
 	"websocket.writetimeout":            "10s",
+	"websocket.writedelay":              "0s",
 	"websocket.queuelength":             256,
 	"websocket.readlimit":               8192,
 	"websocket.membershipevents":        true,
@@ -163,11 +167,13 @@ func Load(path string) (*Config, error) {
 			Secret:       p.str("server.secret"),
 			DrainTimeout: p.dur("server.draintimeout", true),
 			MaxBodyBytes: int64(p.intMin("server.maxbodybytes", 1)),
+			Pprof:        p.boolean("server.pprof"),
 		},
 		WebSocket: WebSocket{
 			PingInterval:            p.dur("websocket.pinginterval", false),
 			PongWait:                p.dur("websocket.pongwait", false),
 			WriteTimeout:            p.dur("websocket.writetimeout", false),
+			WriteDelay:              p.dur("websocket.writedelay", true),
 			QueueLength:             p.intMin("websocket.queuelength", 1),
 			ReadLimit:               int64(p.intMin("websocket.readlimit", 1)),
 			MembershipEvents:        p.boolean("websocket.membershipevents"),
@@ -219,6 +225,9 @@ func (c *Config) check() error {
 	if c.WebSocket.PongWait <= c.WebSocket.PingInterval {
 		return fmt.Errorf("config key websocket.pongWait: %s must be longer than websocket.pingInterval (%s)",
 			c.WebSocket.PongWait, c.WebSocket.PingInterval)
+	}
+	if c.WebSocket.WriteDelay > time.Second {
+		return fmt.Errorf("config key websocket.writeDelay: %s is too long (at most 1s)", c.WebSocket.WriteDelay)
 	}
 	if c.Security.RateLimit < 0 {
 		return errors.New("config key security.rateLimit: must not be negative")
@@ -355,8 +364,8 @@ func displayKey(key string) string {
 var display = func() map[string]string {
 	names := []string{
 		"server.host", "server.httpPort", "server.rpcPort", "server.dataDir", "server.secret",
-		"server.drainTimeout", "server.maxBodyBytes", "websocket.pingInterval", "websocket.pongWait",
-		"websocket.writeTimeout", "websocket.queueLength", "websocket.readLimit",
+		"server.drainTimeout", "server.maxBodyBytes", "server.pprof", "websocket.pingInterval", "websocket.pongWait",
+		"websocket.writeTimeout", "websocket.writeDelay", "websocket.queueLength", "websocket.readLimit",
 		"websocket.membershipEvents", "websocket.eventsOffSystems", "websocket.maxConnections",
 		"websocket.maxConnectionsPerSystem", "security.apiTokens", "security.connectSecret",
 		"security.allowedOrigins", "security.rateLimit", "security.rateBurst", "log.level",

@@ -183,7 +183,7 @@ func (c *Cluster) Start(local Local, httpAddr string) error {
 		return err
 	}
 	c.wg.Add(1)
-	go c.watchPeers()
+	go c.watchPeers(0)
 	go c.registerLoop()
 	if c.o.RegisterWait > 0 {
 		t := time.NewTimer(c.o.RegisterWait)

@@ -16,10 +16,11 @@ import (
 )
 
 // watchPeers keeps the peer table: a prefix Get, then a Watch from the
-// revision after it. A compaction, a lost leader or any watch failure ends
-// the watch and the loop Gets again. While etcd is unreachable the table is
-// kept as it is: the peers still serve, and delivery must go on.
-func (c *Cluster) watchPeers() {
+// revision after it (from rev+1 directly when rev is not 0). A compaction,
+// a lost leader or any watch failure ends the watch and the loop Gets
+// again. While etcd is unreachable the table is kept as it is: the peers
+// still serve, and delivery must go on.
+func (c *Cluster) watchPeers(rev int64) {
 	defer c.wg.Done()
 	prefix := c.nodesPrefix()
 	var wait time.Duration
@@ -33,29 +34,31 @@ func (c *Cluster) watchPeers() {
 				return
 			}
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, c.o.EtcdTimeout)
-		resp, err := c.cli.Get(ctx, prefix, clientv3.WithPrefix())
-		cancel()
-		if err != nil {
-			if c.ctx.Err() != nil {
-				return
+		if rev == 0 {
+			ctx, cancel := context.WithTimeout(c.ctx, c.o.EtcdTimeout)
+			resp, err := c.cli.Get(ctx, prefix, clientv3.WithPrefix())
+			cancel()
+			if err != nil {
+				if c.ctx.Err() != nil {
+					return
+				}
+				c.log.Debug("listing peers failed; keeping the current table", zap.Error(err))
+				wait = nextBackoff(wait)
+				continue
 			}
-			c.log.Debug("listing peers failed; keeping the current table", zap.Error(err))
-			wait = nextBackoff(wait)
-			continue
+			next := map[ident.NodeID]*peer{}
+			old := *c.peers.Load()
+			for _, kv := range resp.Kvs {
+				if id, info, ok := c.parse(kv.Key, kv.Value); ok {
+					next[id] = c.keepOrNew(old, id, info)
+				}
+			}
+			c.swap(next)
+			rev = resp.Header.Revision
 		}
 		wait = 0
-		next := map[ident.NodeID]*peer{}
-		old := *c.peers.Load()
-		for _, kv := range resp.Kvs {
-			if id, info, ok := c.parse(kv.Key, kv.Value); ok {
-				next[id] = c.keepOrNew(old, id, info)
-			}
-		}
-		c.swap(next)
-
 		wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(c.ctx))
-		wch := c.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+		wch := c.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 		for wr := range wch {
 			if err := wr.Err(); err != nil {
 				c.log.Info("peer watch ended; listing again", zap.Error(err))
@@ -82,7 +85,7 @@ func (c *Cluster) watchPeers() {
 		if c.ctx.Err() != nil {
 			return
 		}
-		wait = backoffMin
+		rev, wait = 0, backoffMin
 	}
 }
 
