@@ -47,6 +47,11 @@ type Client struct {
 	// Guarded by the system's lock in the hub.
 	groups  map[string]*member
 	removed bool
+
+	// Membership events of this client, sent in order (hub.drainEvents).
+	evMu      sync.Mutex
+	events    []memberEvent
+	evRunning bool
 }
 
 func newClient(h *Hub, id, systemID, userID string, nc net.Conn) *Client {

@@ -30,12 +30,6 @@ type member struct {
 	extend string
 }
 
-// leave describes a client that left a group, for the 1002 event.
-type leave struct {
-	group string
-	ev    define.MemberEvent
-}
-
 type shard struct {
 	mu      sync.RWMutex
 	clients map[string]*Client
@@ -72,9 +66,10 @@ type Hub struct {
 	live     int
 	liveZero chan struct{}
 
-	// onLeave is called, outside every lock, for each group a removed client
-	// left, after it left.
-	onLeave func(systemID string, l []leave)
+	// eventsOn says whether a system gets membership events; emit sends
+	// one to a group (across the cluster). Both are set by the node.
+	eventsOn func(systemID string) bool
+	emit     func(systemID string, e *memberEvent)
 
 	stopPing chan struct{}
 	pingDone chan struct{}
@@ -216,15 +211,17 @@ func (h *Hub) remove(c *Client, reason string) {
 	}
 	c.removed = true
 	delete(s.clients, c)
-	var left []leave
+	events := h.eventsOn(c.SystemID)
+	drain := false
 	for g, m := range c.groups {
 		members := s.groups[g]
 		delete(members, c)
 		if len(members) == 0 {
 			delete(s.groups, g)
 		}
-		left = append(left, leave{group: g, ev: define.MemberEvent{
-			ClientID: c.ID, GroupName: g, UserID: m.userID, Extend: m.extend}})
+		if events {
+			drain = c.queueEvent(define.MsgCodeLeave, g, m) || drain
+		}
 	}
 	c.groups = nil
 	s.mu.Unlock()
@@ -236,8 +233,8 @@ func (h *Hub) remove(c *Client, reason string) {
 	h.total.Add(-1)
 	h.metrics.Connections.WithLabelValues(c.SystemID).Dec()
 	h.metrics.Disconnects.WithLabelValues(reason).Inc()
-	if len(left) > 0 && h.onLeave != nil {
-		h.onLeave(c.SystemID, left)
+	if drain {
+		h.drainEvents(c)
 	}
 }
 
@@ -276,12 +273,13 @@ func (h *Hub) bind(c *Client, group, userID, extend string) (joined, ok bool) {
 	}
 	s := h.system(c.SystemID, true)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if c.removed {
+		s.mu.Unlock()
 		return false, false
 	}
 	if m := c.groups[group]; m != nil {
 		m.userID, m.extend = userID, extend
+		s.mu.Unlock()
 		return false, true
 	}
 	m := &member{userID: userID, extend: extend}
@@ -295,20 +293,27 @@ func (h *Hub) bind(c *Client, group, userID, extend string) (joined, ok bool) {
 		s.groups[group] = members
 	}
 	members[c] = m
+	drain := h.eventsOn(c.SystemID) && c.queueEvent(define.MsgCodeJoin, group, m)
+	s.mu.Unlock()
+	if drain {
+		h.drainEvents(c)
+	}
 	return true, true
 }
 
-// unbind takes c out of group and returns what the 1002 event needs.
-func (h *Hub) unbind(c *Client, group string) (l leave, wasMember, ok bool) {
+// unbind takes c out of group (1002 to the remaining members). ok is false
+// when the client is gone.
+func (h *Hub) unbind(c *Client, group string) (ok bool) {
 	s := h.system(c.SystemID, true)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if c.removed {
-		return l, false, false
+		s.mu.Unlock()
+		return false
 	}
 	m := c.groups[group]
 	if m == nil {
-		return l, false, true
+		s.mu.Unlock()
+		return true
 	}
 	delete(c.groups, group)
 	members := s.groups[group]
@@ -316,8 +321,54 @@ func (h *Hub) unbind(c *Client, group string) (l leave, wasMember, ok bool) {
 	if len(members) == 0 {
 		delete(s.groups, group)
 	}
-	return leave{group: group, ev: define.MemberEvent{
-		ClientID: c.ID, GroupName: group, UserID: m.userID, Extend: m.extend}}, true, true
+	drain := h.eventsOn(c.SystemID) && c.queueEvent(define.MsgCodeLeave, group, m)
+	s.mu.Unlock()
+	if drain {
+		h.drainEvents(c)
+	}
+	return true
+}
+
+// memberEvent is a 1001/1002 event waiting to be sent.
+type memberEvent struct {
+	code  int
+	group string
+	ev    define.MemberEvent
+}
+
+// queueEvent records a membership event of c; the caller holds the system's
+// lock, so events are queued in the order membership changed. It reports
+// whether the caller must drain the queue (no one else is draining it).
+func (c *Client) queueEvent(code int, group string, m *member) bool {
+	c.evMu.Lock()
+	defer c.evMu.Unlock()
+	c.events = append(c.events, memberEvent{code: code, group: group, ev: define.MemberEvent{
+		ClientID: c.ID, GroupName: group, UserID: m.userID, Extend: m.extend}})
+	if c.evRunning {
+		return false
+	}
+	c.evRunning = true
+	return true
+}
+
+// drainEvents sends c's queued membership events in order, without holding
+// any lock while sending: concurrent binds and unbinds of one client cannot
+// overtake each other, and a member never sees a 1002 before its 1001.
+func (h *Hub) drainEvents(c *Client) {
+	for {
+		c.evMu.Lock()
+		batch := c.events
+		c.events = nil
+		if len(batch) == 0 {
+			c.evRunning = false
+			c.evMu.Unlock()
+			return
+		}
+		c.evMu.Unlock()
+		for i := range batch {
+			h.emit(c.SystemID, &batch[i])
+		}
+	}
 }
 
 var snapPool = sync.Pool{New: func() any { s := make([]*Client, 0, 64); return &s }}

@@ -142,7 +142,8 @@ func NewNode(o Options) *Node {
 	for _, s := range o.EventsOffSystems {
 		n.eventsOff[s] = true
 	}
-	n.hub.onLeave = n.emitLeaves
+	n.hub.eventsOn = n.eventsOn
+	n.hub.emit = func(systemID string, e *memberEvent) { n.emitEvent(systemID, e.group, e.code, &e.ev) }
 	return n
 }
 
@@ -353,25 +354,12 @@ func (n *Node) LocalUnicast(op *UnicastOp) *UnicastReply {
 		}
 		n.hub.countPushed(1)
 	case OpBind:
-		joined, ok := n.hub.bind(c, op.Group, op.UserID, op.Extend)
-		if !ok {
+		if _, ok := n.hub.bind(c, op.Group, op.UserID, op.Extend); !ok {
 			return &UnicastReply{Code: define.CodeClientOffline}
-		}
-		if joined && n.eventsOn(op.SystemID) {
-			uid := op.UserID
-			if c.UserID != "" {
-				uid = c.UserID
-			}
-			n.emitEvent(op.SystemID, op.Group, define.MsgCodeJoin, &define.MemberEvent{
-				ClientID: c.ID, GroupName: op.Group, UserID: uid, Extend: op.Extend})
 		}
 	case OpUnbind:
-		l, was, ok := n.hub.unbind(c, op.Group)
-		if !ok {
+		if !n.hub.unbind(c, op.Group) {
 			return &UnicastReply{Code: define.CodeClientOffline}
-		}
-		if was {
-			n.emitLeaves(op.SystemID, []leave{l})
 		}
 	case OpClose:
 		c.close(define.CloseNormal, "closed by server", false, define.ReasonKicked, false)
@@ -458,16 +446,6 @@ func (n *Node) emitEvent(systemID, group string, code int, ev *define.MemberEven
 	defer cancel()
 	_, _ = n.sendBroadcast(ctx, &BroadcastOp{Kind: OpGroup, SystemID: systemID, Group: group,
 		Msg: define.Message{Code: code, Data: data}})
-}
-
-// emitLeaves sends the 1002 events of clients that left groups.
-func (n *Node) emitLeaves(systemID string, ls []leave) {
-	if !n.eventsOn(systemID) {
-		return
-	}
-	for i := range ls {
-		n.emitEvent(systemID, ls[i].group, define.MsgCodeLeave, &ls[i].ev)
-	}
 }
 
 // Stats is a point-in-time picture of one node for the dashboard.

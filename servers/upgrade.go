@@ -29,15 +29,17 @@ func (p *ConnectPolicy) originAllowed(origin string) bool {
 	if origin == "" || len(p.AllowedOrigins) == 0 {
 		return true
 	}
+	for _, a := range p.AllowedOrigins {
+		if a == "*" {
+			return true // any origin, "null" (file://, sandboxed frames) included
+		}
+	}
 	u, err := url.Parse(origin)
 	if err != nil || u.Host == "" {
 		return false
 	}
 	scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Host)
 	for _, a := range p.AllowedOrigins {
-		if a == "*" {
-			return true
-		}
 		as, ah, ok := strings.Cut(strings.ToLower(a), "://")
 		if !ok || as != scheme {
 			continue
