@@ -1,0 +1,383 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+const modulePath = "github.com/go-websocket/go-websocket"
+
+var (
+	// binPath is the server binary under test, built once by TestMain.
+	binPath string
+	// repoRoot is the directory holding the module's go.mod.
+	repoRoot string
+	// confPath is the repository's conf.ini, passed to every node with -c.
+	confPath string
+)
+
+// newTransport is the HTTP transport of one node's API calls (keep-alive
+// connections are reused; they are closed before the node is stopped so
+// that a never-used pooled connection cannot hold up its shutdown).
+func newTransport() *http.Transport {
+	return &http.Transport{
+		MaxIdleConns:        128,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     5 * time.Second,
+		DisableCompression:  true,
+	}
+}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	// Most tests wait on a separate server process, not on the CPU: run more
+	// of them at once than GOMAXPROCS unless -parallel was given explicitly.
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name == "test.parallel" {
+			parallelSet = true
+		}
+	})
+	if !parallelSet {
+		_ = flag.Set("test.parallel", "8")
+	}
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	root, err := findRepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	repoRoot = root
+	confPath = filepath.Join(root, "conf.ini")
+	if _, err := os.Stat(confPath); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: conf.ini not found:", err)
+		return 1
+	}
+
+	if p := os.Getenv("E2E_GOWS_BIN"); p != "" {
+		binPath = p
+	} else {
+		dir, err := os.MkdirTemp("", "gows-e2e-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		binPath = filepath.Join(dir, "go-websocket")
+		build := func(extra ...string) ([]byte, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+			defer cancel()
+			args := append(append([]string{"build"}, extra...), "-o", binPath, ".")
+			cmd := exec.CommandContext(ctx, "go", args...)
+			cmd.Dir = root
+			return cmd.CombinedOutput()
+		}
+		out, err := build()
+		if err != nil && strings.Contains(string(out), "VCS status") {
+			out, err = build("-buildvcs=false")
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: building the server (go build -o BIN . in %s) failed: %v\n%s\n", root, err, out)
+			return 1
+		}
+	}
+
+	code := m.Run()
+
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: goroutines leaked by the test process:", err)
+			code = 1
+		}
+	}
+	return code
+}
+
+// findRepoRoot walks up from the working directory to the go.mod of the module.
+func findRepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for i := 0; i < 64; i++ {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil {
+			sc := bufio.NewScanner(bytes.NewReader(b))
+			for sc.Scan() {
+				line := strings.TrimSpace(sc.Text())
+				if strings.HasPrefix(line, "module ") && strings.TrimSpace(strings.TrimPrefix(line, "module ")) == modulePath {
+					return dir, nil
+				}
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	return "", fmt.Errorf("no go.mod of module %s above the working directory", modulePath)
+}
+
+// freePort asks the kernel for a free loopback TCP port.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	p := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	return p
+}
+
+// node is one server process under test.
+type node struct {
+	t       testing.TB
+	cmd     *exec.Cmd
+	port    int
+	url     string // http://127.0.0.1:PORT
+	dataDir string
+	tr      *http.Transport
+	hc      *http.Client // API client of this node
+	logPath string
+	logFile *os.File
+
+	done     chan struct{} // closed when the process has exited
+	waitErr  error         // valid after done
+	stopOnce sync.Once
+	stopCode int
+	stopDur  time.Duration
+}
+
+// nodeEnv builds the environment of a node: the test process's environment
+// without any GOWS_ variable, then the defaults of the suite, then env.
+func nodeEnv(env map[string]string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(strings.ToUpper(kv), "GOWS_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// startNode starts a node with the suite's defaults overridden by env and
+// waits until GET /healthz answers 200. The node is stopped (SIGTERM, then
+// SIGKILL) when the test ends; its output is printed when the test failed.
+func startNode(t testing.TB, env map[string]string) *node {
+	t.Helper()
+	dataDir := env["GOWS_SERVER_DATADIR"]
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	var lastOut string
+	for attempt := 0; attempt < 3; attempt++ {
+		n, err := tryStartNode(t, env, dataDir)
+		if err == nil {
+			return n
+		}
+		lastOut = err.Error()
+		if !strings.Contains(lastOut, "address already in use") {
+			break
+		}
+	}
+	t.Fatalf("node did not become ready: %s", lastOut)
+	return nil
+}
+
+func tryStartNode(t testing.TB, env map[string]string, dataDir string) (*node, error) {
+	port := freePort(t)
+	full := map[string]string{
+		"GOWS_SERVER_HOST":     "127.0.0.1",
+		"GOWS_SERVER_HTTPPORT": strconv.Itoa(port),
+		"GOWS_SERVER_RPCPORT":  strconv.Itoa(freePort(t)),
+		"GOWS_SERVER_DATADIR":  dataDir,
+		"GOWS_LOG_LEVEL":       "warn",
+		"GOWS_CLUSTER_ENABLED": "false",
+	}
+	for k, v := range env {
+		full[k] = v
+	}
+	if v, ok := env["GOWS_SERVER_HTTPPORT"]; ok {
+		port, _ = strconv.Atoi(v)
+	}
+	return launch(t, binPath, []string{"-c", confPath}, full, port, dataDir)
+}
+
+// launch starts bin with args and exactly env (plus the test process's
+// non-GOWS_ environment) in dir, and waits until it answers GET /healthz on
+// port with 200.
+func launch(t testing.TB, bin string, args []string, env map[string]string, port int, dir string) (*node, error) {
+	logFile, err := os.CreateTemp(t.TempDir(), "node-*.log")
+	if err != nil {
+		t.Fatalf("log file: %v", err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = nodeEnv(env)
+	cmd.Dir = dir
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		_ = logFile.Close()
+		t.Fatalf("start node: %v", err)
+	}
+	n := &node{
+		t: t, cmd: cmd, port: port,
+		url:     "http://127.0.0.1:" + strconv.Itoa(port),
+		dataDir: dir, logPath: logFile.Name(), logFile: logFile,
+		tr:   newTransport(),
+		done: make(chan struct{}),
+	}
+	n.hc = &http.Client{Transport: n.tr, Timeout: 15 * time.Second}
+	go func() {
+		n.waitErr = cmd.Wait()
+		close(n.done)
+	}()
+	t.Cleanup(func() {
+		n.stop()
+		if t.Failed() {
+			t.Logf("---- output of node %s (pid %d) ----\n%s\n---- end of node output ----", n.url, cmd.Process.Pid, n.output())
+		}
+	})
+
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; i < 1000 && time.Now().Before(deadline); i++ {
+		select {
+		case <-n.done:
+			return nil, fmt.Errorf("node exited before ready (%v); output:\n%s", n.waitErr, n.output())
+		default:
+		}
+		resp, err := n.hc.Get(n.url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return n, nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	n.stop()
+	return nil, fmt.Errorf("GET /healthz did not answer 200 within 10s; output:\n%s", n.output())
+}
+
+// output returns what the node printed so far.
+func (n *node) output() string {
+	b, err := os.ReadFile(n.logPath)
+	if err != nil {
+		return "(no output: " + err.Error() + ")"
+	}
+	const max = 64 << 10
+	if len(b) > max {
+		return "...(cut)...\n" + string(b[len(b)-max:])
+	}
+	return string(b)
+}
+
+// stop sends SIGTERM to the node and waits for it to exit (15 s at most,
+// then SIGKILL). It returns the exit code (-1 when killed by a signal) and
+// how long the exit took after SIGTERM. Calling it again returns the same.
+func (n *node) stop() (int, time.Duration) {
+	n.stopOnce.Do(func() {
+		n.tr.CloseIdleConnections()
+		start := time.Now()
+		select {
+		case <-n.done:
+		default:
+			_ = n.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-n.done:
+			case <-time.After(15 * time.Second):
+				n.t.Errorf("node %s did not exit within 15s of SIGTERM: killed", n.url)
+				_ = n.cmd.Process.Kill()
+				<-n.done
+			}
+		}
+		n.stopDur = time.Since(start)
+		if n.stopDur > time.Second {
+			n.t.Logf("node %s took %v to exit after SIGTERM", n.url, n.stopDur)
+		}
+		n.stopCode = exitCode(n.waitErr)
+		n.tr.CloseIdleConnections()
+		_ = n.logFile.Close()
+	})
+	return n.stopCode, n.stopDur
+}
+
+// kill ends the node with SIGKILL (a crash) and waits for it.
+func (n *node) kill() {
+	_ = n.cmd.Process.Kill()
+	select {
+	case <-n.done:
+	case <-time.After(10 * time.Second):
+		n.t.Errorf("node %s did not die of SIGKILL within 10s", n.url)
+	}
+	n.stop()
+}
+
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -2
+}
+
+// wsURL is the WebSocket endpoint for systemID on the main path.
+func (n *node) wsURL(systemID string) string {
+	return n.wsURLAt("/api/websocket/ws", systemID)
+}
+
+func (n *node) wsURLAt(path, systemID string) string {
+	return "ws://127.0.0.1:" + strconv.Itoa(n.port) + path + "?systemId=" + urlQueryEscape(systemID)
+}
+
+// runBinary runs the binary with args and env (GOWS_ variables of the test
+// process removed), bounded by timeout; it returns the exit code (-1 when it
+// had to be killed) and the combined output.
+func runBinary(t testing.TB, timeout time.Duration, env map[string]string, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, args...)
+	cmd.Env = nodeEnv(env)
+	cmd.Dir = t.TempDir()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var buf bytes.Buffer
+	cmd.Stdout = &buf
+	cmd.Stderr = &buf
+	cmd.WaitDelay = 2 * time.Second
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		return -1, buf.String()
+	}
+	return exitCode(err), buf.String()
+}
