@@ -146,8 +146,12 @@ func (m *mw) recovery(c *gin.Context) {
 func (m *mw) accessLog(c *gin.Context) {
 	start := time.Now()
 	c.Next()
+	ce := m.o.Logger.Check(zap.InfoLevel, "request")
+	if ce == nil {
+		return // fields are not even built when info is off
+	}
 	code, _ := c.Get(api.KeyErrCode)
-	m.o.Logger.Info("request",
+	ce.Write(
 		zap.String("method", c.Request.Method),
 		zap.String("path", c.Request.URL.Path),
 		zap.Int("status", c.Writer.Status()),
