@@ -235,6 +235,7 @@ func (m *mw) ws(c *gin.Context) {
 			"this endpoint needs a WebSocket upgrade (GET with Connection: Upgrade and Upgrade: websocket)"))
 		return
 	}
+	c.Set(api.KeySystemID, c.Query("systemId"))
 	m.o.Node.ServeWS(c.Writer, c.Request)
 	c.Abort()
 }
