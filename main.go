@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
 
 	"github.com/go-websocket/go-websocket/pkg/limiter"
@@ -27,6 +28,7 @@ import (
 	"github.com/go-websocket/go-websocket/routers"
 	"github.com/go-websocket/go-websocket/servers"
 	"github.com/go-websocket/go-websocket/servers/store"
+	"github.com/go-websocket/go-websocket/web"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -163,6 +165,9 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 		Ready:        ready,
 		RateLimit:    rateLimit,
 		Pprof:        cfg.Server.Pprof,
+		Extra: func(e *gin.Engine, protect gin.HandlerFunc) {
+			web.Register(e, protect, node, len(cfg.Security.APITokens) == 0)
+		},
 	})
 	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.HTTPPort))
 	ln, err := net.Listen("tcp", addr)

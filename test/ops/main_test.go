@@ -1,0 +1,202 @@
+// Package ops tests what an operator sees of a running node: the Prometheus
+// metrics at /metrics move by exactly the traffic that was sent.
+//
+// TestMain builds the server binary from the repository root (go build -o BIN .);
+// each test starts its own node process on a free loopback port with a
+// private data directory, configured through GOWS_* environment overrides of
+// the repository's conf.ini, and stops it with SIGTERM to the PID it started.
+//
+// Run: GOTOOLCHAIN=go1.27.3 go test -race -count=1 ./test/ops/
+//
+// Set OPS_GOWS_BIN to a prebuilt binary to skip the build.
+package ops
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	binPath  string
+	confPath string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	root, err := repoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ops:", err)
+		return 1
+	}
+	confPath = filepath.Join(root, "conf.ini")
+	if p := os.Getenv("OPS_GOWS_BIN"); p != "" {
+		binPath = p
+	} else {
+		dir, err := os.MkdirTemp("", "gows-ops-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ops:", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		binPath = filepath.Join(dir, "go-websocket")
+		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", binPath, ".")
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "ops: go build -o BIN . in %s: %v\n%s\n", root, err, out)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// repoRoot walks up from the working directory to the module's go.mod.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for i := 0; i < 32; i++ {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.Contains(b, []byte("module github.com/go-websocket/go-websocket\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	return "", errors.New("no go.mod of github.com/go-websocket/go-websocket above the working directory")
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// node is one server process.
+type node struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	url  string
+	ws   string // ws://127.0.0.1:PORT
+	out  *bytes.Buffer
+	done chan error
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// startNode runs the binary with conf.ini and env, and waits until GET
+// /healthz answers 200. The node is stopped when the test ends.
+func startNode(t *testing.T, env map[string]string) *node {
+	t.Helper()
+	port := freePort(t)
+	full := map[string]string{
+		"GOWS_SERVER_HOST":     "127.0.0.1",
+		"GOWS_SERVER_HTTPPORT": strconv.Itoa(port),
+		"GOWS_SERVER_RPCPORT":  strconv.Itoa(freePort(t)),
+		"GOWS_SERVER_DATADIR":  t.TempDir(),
+		"GOWS_LOG_LEVEL":       "warn",
+		"GOWS_CLUSTER_ENABLED": "false",
+	}
+	for k, v := range env {
+		full[k] = v
+	}
+	cmd := exec.Command(binPath, "-c", confPath)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(strings.ToUpper(kv), "GOWS_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	for k, v := range full {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	n := &node{t: t, cmd: cmd, out: &bytes.Buffer{}, done: make(chan error, 1),
+		url: "http://127.0.0.1:" + strconv.Itoa(port), ws: "ws://127.0.0.1:" + strconv.Itoa(port)}
+	cmd.Stdout = &lockedWriter{w: n.out}
+	cmd.Stderr = cmd.Stdout
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", binPath, err)
+	}
+	go func() { n.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if code := n.stop(); code != 0 {
+			t.Errorf("node exited with %d after SIGTERM", code)
+		}
+		if t.Failed() {
+			t.Logf("---- node output ----\n%s\n----", n.output())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for i := 0; i < 1500 && time.Now().Before(deadline); i++ {
+		select {
+		case err := <-n.done:
+			n.done <- err
+			t.Fatalf("node exited before it was ready: %v\n%s", err, n.output())
+		default:
+		}
+		if resp, err := httpClient.Get(n.url + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return n
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("GET /healthz did not answer 200 within 15 s\n%s", n.output())
+	return nil
+}
+
+// stop sends SIGTERM to the process this test started and returns its exit
+// code (SIGKILL after 15 s).
+func (n *node) stop() int {
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	var err error
+	select {
+	case err = <-n.done:
+	case <-time.After(15 * time.Second):
+		n.t.Errorf("node pid %d did not exit within 15 s of SIGTERM: killed", n.cmd.Process.Pid)
+		_ = n.cmd.Process.Kill()
+		err = <-n.done
+	}
+	n.done <- err // later calls see the same
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.ExitCode()
+	}
+	return -2
+}
+
+func (n *node) output() string {
+	if lw, ok := n.cmd.Stdout.(*lockedWriter); ok {
+		return lw.String()
+	}
+	return ""
+}

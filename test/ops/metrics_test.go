@@ -1,0 +1,574 @@
+package ops
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
+}
+
+// ---------- /metrics ----------
+
+type scrape map[string]*dto.MetricFamily
+
+func (n *node) metrics() scrape {
+	n.t.Helper()
+	resp, err := httpClient.Get(n.url + "/metrics")
+	if err != nil {
+		n.t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		n.t.Fatalf("GET /metrics: HTTP %d", resp.StatusCode)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		n.t.Fatalf("GET /metrics: not the Prometheus text format: %v", err)
+	}
+	return fams
+}
+
+// value returns the value of the series of name whose labels include want
+// (a counter, a gauge, or a histogram's sample count); 0 when absent.
+func (s scrape) value(name string, want ...string) float64 {
+	f := s[name]
+	if f == nil {
+		return 0
+	}
+	var sum float64
+	for _, m := range f.Metric {
+		if !hasLabels(m, want) {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			sum += m.Counter.GetValue()
+		case m.Gauge != nil:
+			sum += m.Gauge.GetValue()
+		case m.Histogram != nil:
+			sum += float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return sum
+}
+
+// hasLabels reports whether m carries every name=value pair of want.
+func hasLabels(m *dto.Metric, want []string) bool {
+	for i := 0; i+1 < len(want); i += 2 {
+		found := false
+		for _, l := range m.Label {
+			if l.GetName() == want[i] && l.GetValue() == want[i+1] {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// series names one time series for the table of expectations.
+type series struct {
+	name   string
+	labels []string
+}
+
+func (s series) String() string {
+	if len(s.labels) == 0 {
+		return s.name
+	}
+	var b strings.Builder
+	for i := 0; i+1 < len(s.labels); i += 2 {
+		if b.Len() > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, "%s=%q", s.labels[i], s.labels[i+1])
+	}
+	return s.name + "{" + b.String() + "}"
+}
+
+// ---------- the HTTP API and WebSocket clients ----------
+
+type envelope struct {
+	Code int             `json:"code"`
+	Msg  string          `json:"msg"`
+	Data json.RawMessage `json:"data"`
+}
+
+// post calls an endpoint with a raw body; systemID "" sends no header.
+func (n *node) post(endpoint, systemID string, body []byte) envelope {
+	n.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, n.url+"/api/websocket/"+endpoint, bytes.NewReader(body))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if systemID != "" {
+		req.Header.Set("systemId", systemID)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		n.t.Fatalf("POST %s: %v", endpoint, err)
+	}
+	defer resp.Body.Close()
+	var env envelope
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &env); err != nil {
+		n.t.Fatalf("POST %s: HTTP %d, body %q is not an envelope", endpoint, resp.StatusCode, b)
+	}
+	return env
+}
+
+func (n *node) call(endpoint, systemID string, body any) envelope {
+	n.t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return n.post(endpoint, systemID, b)
+}
+
+func (n *node) must(endpoint, systemID string, body any) envelope {
+	n.t.Helper()
+	env := n.call(endpoint, systemID, body)
+	if env.Code != 0 {
+		n.t.Fatalf("%s: code %d %s", endpoint, env.Code, env.Msg)
+	}
+	return env
+}
+
+// client is a WebSocket client that reads every frame in the background.
+type client struct {
+	id     string
+	conn   *websocket.Conn
+	mu     sync.Mutex
+	frames []string
+	closed chan struct{}
+}
+
+func (n *node) dial(systemID string) *client {
+	n.t.Helper()
+	return n.dialWith(systemID, websocket.Dialer{HandshakeTimeout: 5 * time.Second}, true)
+}
+
+func (n *node) dialWith(systemID string, d websocket.Dialer, read bool) *client {
+	n.t.Helper()
+	conn, resp, err := d.Dial(n.ws+"/api/websocket/ws?systemId="+systemID, nil)
+	if err != nil {
+		n.t.Fatalf("dial: %v", err)
+	}
+	resp.Body.Close()
+	n.t.Cleanup(func() { conn.Close() })
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var first struct {
+		Code int `json:"code"`
+		Data struct {
+			ClientID string `json:"clientId"`
+		} `json:"data"`
+	}
+	if err := conn.ReadJSON(&first); err != nil || first.Code != 0 || first.Data.ClientID == "" {
+		n.t.Fatalf("first frame %+v: %v", first, err)
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	c := &client{id: first.Data.ClientID, conn: conn, closed: make(chan struct{})}
+	if read {
+		go func() {
+			defer close(c.closed)
+			for {
+				_, b, err := conn.ReadMessage()
+				if err != nil {
+					return
+				}
+				c.mu.Lock()
+				c.frames = append(c.frames, string(b))
+				c.mu.Unlock()
+			}
+		}()
+	}
+	return c
+}
+
+func (c *client) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.frames)
+}
+
+// ---------- the test ----------
+
+// TestMetricsMoveByTheTraffic sends known traffic to a node and checks that
+// every counter of /metrics moved by exactly that much.
+func TestMetricsMoveByTheTraffic(t *testing.T) {
+	const queueLength = 8
+	n := startNode(t, map[string]string{
+		"GOWS_WEBSOCKET_QUEUELENGTH": fmt.Sprint(queueLength),
+	})
+	before := n.metrics()
+
+	const sys = "ops"
+	const (
+		N = 5 // clients
+		K = 4 // send_to_client to one of them
+		M = 3 // members of the group
+	)
+	pushed := 0
+	scCalls := 0 // every send_to_client call, for the latency histogram
+
+	// register, and a second time: 10004 (an API error).
+	n.must("register", "", map[string]string{"systemId": sys})
+	if env := n.call("register", "", map[string]string{"systemId": sys}); env.Code != 10004 {
+		t.Fatalf("second register: code %d, want 10004", env.Code)
+	}
+
+	// A refused connect: an unknown system.
+	if c, resp, err := (&websocket.Dialer{HandshakeTimeout: 5 * time.Second}).Dial(n.ws+"/api/websocket/ws?systemId=nobody", nil); err == nil {
+		resp.Body.Close()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				break
+			}
+		}
+		c.Close()
+	}
+
+	clients := make([]*client, N)
+	for i := range clients {
+		clients[i] = n.dial(sys)
+	}
+	ids := map[string]bool{}
+	for _, c := range clients {
+		ids[c.id] = true
+	}
+
+	// K unicasts to client 0.
+	for i := 0; i < K; i++ {
+		n.must("send_to_client", sys, map[string]any{"clientId": clients[0].id, "data": map[string]int{"i": i}})
+		scCalls++
+	}
+	pushed += K
+
+	// M clients join a group: the i-th join reaches i members (1001 events).
+	for i := 1; i <= M; i++ {
+		n.must("bind_to_group", sys, map[string]string{"clientId": clients[i].id, "groupName": "room", "userId": fmt.Sprint("u", i)})
+		pushed += i
+	}
+	// One message to the group of M.
+	var gr struct {
+		Recipients int `json:"recipients"`
+	}
+	env := n.must("send_to_group", sys, map[string]any{"groupName": "room", "data": "hello room"})
+	if err := json.Unmarshal(env.Data, &gr); err != nil || gr.Recipients != M {
+		t.Fatalf("send_to_group: %s (%v), want %d recipients", env.Data, err, M)
+	}
+	pushed += M
+
+	// close_client on a member: it is kicked; the other M-1 get a 1002.
+	n.must("close_client", sys, map[string]string{"clientId": clients[M].id})
+	pushed += M - 1
+
+	// Client N-1 (in no group) closes by itself: a normal disconnect.
+	last := clients[N-1]
+	_ = last.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"), time.Now().Add(time.Second))
+	select {
+	case <-last.closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server did not answer the client's close")
+	}
+
+	// API errors: an unknown client (10006), no systemId (10002), malformed JSON (10001).
+	if env := n.call("send_to_client", sys, map[string]any{"clientId": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "data": 1}); env.Code != 10006 {
+		t.Fatalf("send_to_client to an unknown client: code %d", env.Code)
+	}
+	scCalls++
+	if env := n.call("send_to_group", "", map[string]any{"groupName": "room", "data": 1}); env.Code != 10002 {
+		t.Fatalf("send_to_group without systemId: code %d", env.Code)
+	}
+	if env := n.post("send_to_client", sys, []byte(`{"clientId": `)); env.Code != 10001 {
+		t.Fatalf("malformed JSON: code %d", env.Code)
+	}
+	scCalls++
+
+	// A slow consumer: a client with a tiny receive buffer that stops
+	// reading. Large pushes fill the sockets, then the queue of
+	// queueLength frames; the next push closes it with 1008 and answers 10006.
+	slowDialer := websocket.Dialer{
+		HandshakeTimeout: 5 * time.Second,
+		NetDial: func(network, addr string) (net.Conn, error) {
+			d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				err := rc.Control(func(fd uintptr) {
+					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+				})
+				if err != nil {
+					return err
+				}
+				return serr
+			}}
+			return d.Dial(network, addr)
+		},
+	}
+	slow := n.dialWith(sys, slowDialer, false)
+	ids[slow.id] = true
+	big, _ := json.Marshal(map[string]any{"clientId": slow.id, "data": strings.Repeat("x", 256<<10)})
+	slowOK, overflowed := 0, false
+	for i := 0; i < 400; i++ {
+		env := n.post("send_to_client", sys, big)
+		scCalls++
+		if env.Code == 10006 {
+			overflowed = true
+			break
+		}
+		if env.Code != 0 {
+			t.Fatalf("push to the slow client: code %d %s", env.Code, env.Msg)
+		}
+		slowOK++
+	}
+	if !overflowed {
+		t.Fatal("400 pushes of 256 KiB to a client that does not read never overflowed its queue")
+	}
+	pushed += slowOK
+	t.Logf("the slow client took %d pushes of 256 KiB before it was closed", slowOK)
+
+	// The expected deltas.
+	want := []struct {
+		s     series
+		delta float64
+	}{
+		{series{"gows_connects_total", nil}, N + 1},
+		{series{"gows_connections", []string{"system", sys}}, N + 1 - 3}, // kicked, closed, slow
+		{series{"gows_disconnects_total", []string{"reason", "kicked"}}, 1},
+		{series{"gows_disconnects_total", []string{"reason", "normal"}}, 1},
+		{series{"gows_disconnects_total", []string{"reason", "slow_consumer"}}, 1},
+		{series{"gows_connects_refused_total", []string{"reason", "unknown_system"}}, 1},
+		{series{"gows_messages_pushed_total", nil}, float64(pushed)},
+		{series{"gows_messages_dropped_total", nil}, 1}, // the push that overflowed
+		{series{"gows_slow_consumer_closes_total", nil}, 1},
+		{series{"gows_api_requests_total", []string{"endpoint", "register", "code", "0"}}, 1},
+		{series{"gows_api_requests_total", []string{"endpoint", "register", "code", "10004"}}, 1},
+		{series{"gows_api_requests_total", []string{"endpoint", "send_to_client", "code", "0"}}, float64(K + slowOK)},
+		{series{"gows_api_requests_total", []string{"endpoint", "send_to_client", "code", "10006"}}, 2},
+		{series{"gows_api_requests_total", []string{"endpoint", "send_to_client", "code", "10001"}}, 1},
+		{series{"gows_api_requests_total", []string{"endpoint", "bind_to_group", "code", "0"}}, M},
+		{series{"gows_api_requests_total", []string{"endpoint", "send_to_group", "code", "0"}}, 1},
+		{series{"gows_api_requests_total", []string{"endpoint", "send_to_group", "code", "10002"}}, 1},
+		{series{"gows_api_requests_total", []string{"endpoint", "close_client", "code", "0"}}, 1},
+		{series{"gows_api_request_duration_seconds", []string{"endpoint", "send_to_client"}}, float64(scCalls)},
+		{series{"gows_api_request_duration_seconds", []string{"endpoint", "bind_to_group"}}, M},
+	}
+	// Disconnects finish on the server's goroutines: wait until every series
+	// has reached its value, then check none went past it.
+	var after scrape
+	mismatch := func() []string {
+		after = n.metrics()
+		var bad []string
+		for _, w := range want {
+			got := after.value(w.s.name, w.s.labels...) - before.value(w.s.name, w.s.labels...)
+			if got != w.delta {
+				bad = append(bad, fmt.Sprintf("%s moved by %v, want %v", w.s, got, w.delta))
+			}
+		}
+		return bad
+	}
+	var bad []string
+	for i := 0; i < 100; i++ {
+		if bad = mismatch(); len(bad) == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // nothing may move after the traffic stopped
+	if bad = mismatch(); len(bad) > 0 {
+		t.Errorf("metrics after the traffic:\n  %s", strings.Join(bad, "\n  "))
+	}
+
+	// The clients saw what the counters say: client 0 its K messages; group
+	// members the joins from their own on, the group message, and one 1002.
+	for i, want := range map[int]int{0: K, 1: M + 1 + 1, 2: (M - 1) + 1 + 1} {
+		got := 0
+		for j := 0; j < 100; j++ {
+			if got = clients[i].count(); got >= want {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if got != want {
+			t.Errorf("client %d received %d frames, want %d", i, got, want)
+		}
+	}
+
+	checkLabels(t, after, ids)
+}
+
+// checkLabels asserts that no series carries a clientId (or anything shaped
+// like one) in a label: the cardinality of /metrics must not grow with
+// connections.
+func checkLabels(t *testing.T, s scrape, ids map[string]bool) {
+	t.Helper()
+	idLike := regexp.MustCompile(`^[A-Za-z0-9_-]{20,}$`)
+	names := make([]string, 0, len(s))
+	for name := range s {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	systems := map[string]bool{}
+	for _, name := range names {
+		for _, m := range s[name].Metric {
+			for _, l := range m.Label {
+				if strings.Contains(strings.ToLower(l.GetName()), "client") {
+					t.Errorf("%s has a label named %s", name, l.GetName())
+				}
+				if ids[l.GetValue()] {
+					t.Errorf("%s{%s=%q} carries a clientId", name, l.GetName(), l.GetValue())
+				} else if idLike.MatchString(l.GetValue()) {
+					t.Errorf("%s{%s=%q} carries an id-like value", name, l.GetName(), l.GetValue())
+				}
+				if strings.HasPrefix(name, "gows_") && l.GetName() == "system" {
+					systems[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	if len(systems) != 1 || !systems["ops"] {
+		t.Errorf("system labels %v, want only ops", systems)
+	}
+}
+
+// TestBinaryServesPagesAndStats checks the wiring of the web pages in the
+// real binary (main.go's routers Extra hook) and that the dashboard's stats
+// agree with /metrics.
+func TestBinaryServesPagesAndStats(t *testing.T) {
+	const wiring = "main.go must wire the pages: routers.Options{..., Extra: func(e *gin.Engine, protect gin.HandlerFunc) " +
+		"{ web.Register(e, protect, node, len(cfg.Security.APITokens) == 0) }}"
+	n := startNode(t, nil)
+	for path, ctype := range map[string]string{"/": "text/html", "/dashboard": "text/html", "/static/demo.js": "text/javascript"} {
+		resp, err := httpClient.Get(n.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), ctype) {
+			t.Fatalf("GET %s: HTTP %d %s\n%s", path, resp.StatusCode, resp.Header.Get("Content-Type"), wiring)
+		}
+		if path == "/" && !bytes.Contains(b, []byte(`<meta name="gows-api-open" content="true">`)) {
+			t.Errorf("GET /: the page does not say that the API is open (no apiTokens)")
+		}
+	}
+
+	n.must("register", "", map[string]string{"systemId": "shop"})
+	a, b := n.dial("shop"), n.dial("shop")
+	for i := 0; i < 3; i++ {
+		n.must("send_to_client", "shop", map[string]any{"clientId": a.id, "data": i})
+	}
+	n.must("send_to_client", "shop", map[string]any{"clientId": b.id, "data": "x"})
+
+	var st struct {
+		Nodes []struct {
+			HTTPAddr       string         `json:"httpAddr"`
+			Connections    int            `json:"connections"`
+			Systems        map[string]int `json:"systems"`
+			MessagesPushed float64        `json:"messagesPushed"`
+		} `json:"nodes"`
+		Unreachable []string `json:"unreachable"`
+		Totals      struct {
+			Nodes              int            `json:"nodes"`
+			Connections        int            `json:"connections"`
+			Systems            map[string]int `json:"systems"`
+			MessagesPushed     float64        `json:"messagesPushed"`
+			SlowConsumerCloses float64        `json:"slowConsumerCloses"`
+		} `json:"totals"`
+	}
+	resp, err := httpClient.Get(n.url + "/api/websocket/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env envelope
+	err = json.NewDecoder(resp.Body).Decode(&env)
+	resp.Body.Close()
+	if err != nil || env.Code != 0 {
+		t.Fatalf("GET /api/websocket/stats: HTTP %d code %d %v\n%s", resp.StatusCode, env.Code, err, wiring)
+	}
+	if err := json.Unmarshal(env.Data, &st); err != nil {
+		t.Fatal(err)
+	}
+	m := n.metrics()
+	if len(st.Nodes) != 1 || st.Nodes[0].HTTPAddr != strings.TrimPrefix(n.url, "http://") || st.Unreachable == nil {
+		t.Errorf("stats nodes %+v unreachable %v", st.Nodes, st.Unreachable)
+	}
+	if st.Totals.Nodes != 1 || st.Totals.Connections != 2 || st.Totals.Systems["shop"] != 2 ||
+		float64(st.Totals.Connections) != m.value("gows_connections", "system", "shop") {
+		t.Errorf("stats totals %+v, /metrics connections %v", st.Totals, m.value("gows_connections", "system", "shop"))
+	}
+	if st.Totals.MessagesPushed != 4 || st.Totals.MessagesPushed != m.value("gows_messages_pushed_total") ||
+		st.Totals.SlowConsumerCloses != m.value("gows_slow_consumer_closes_total") {
+		t.Errorf("stats pushed %v slow %v; /metrics pushed %v slow %v", st.Totals.MessagesPushed, st.Totals.SlowConsumerCloses,
+			m.value("gows_messages_pushed_total"), m.value("gows_slow_consumer_closes_total"))
+	}
+
+	// With an API token the stats need it, like the API; the pages stay public.
+	const token = "ops-token-1234567890"
+	p := startNode(t, map[string]string{"GOWS_SECURITY_APITOKENS": token})
+	resp, err = httpClient.Get(p.url + "/api/websocket/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&env)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || env.Code != 10005 {
+		t.Errorf("stats without the token: HTTP %d code %d, want 401 / 10005", resp.StatusCode, env.Code)
+	}
+	req, _ := http.NewRequest(http.MethodGet, p.url+"/api/websocket/stats", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err = httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&env)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || env.Code != 0 {
+		t.Errorf("stats with the token: HTTP %d code %d", resp.StatusCode, env.Code)
+	}
+	resp, err = httpClient.Get(p.url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(page, []byte(`<meta name="gows-api-open" content="false">`)) {
+		t.Errorf("GET / with a token configured: HTTP %d, the page must say the API needs a token", resp.StatusCode)
+	}
+}

@@ -1,0 +1,430 @@
+// The demo page: one WebSocket connection to this server, a group to join
+// through the HTTP API, and a live log of every frame that arrives.
+(function () {
+  'use strict';
+
+  var G = window.GoWS;
+  var $ = function (id) { return document.getElementById(id); };
+  var MAX_LOG = 500;
+  var MAX_RETRIES = 8;
+
+  var state = {
+    ws: null,
+    clientId: '',
+    systemId: '',
+    group: '',        // the group this client is in ('' when none)
+    rejoin: '',       // group to join again after a reconnect
+    retries: 0,
+    retryTimer: 0,
+    registering: false,
+    triedRegister: false,
+    mine: {}          // messageIds this page sent
+  };
+
+  // ---------- settings ----------
+  var nick = G.load('gows.nickname', '');
+  if (!nick) {
+    nick = 'guest-' + Math.floor(1000 + Math.random() * 9000);
+  }
+  $('nickname').value = nick;
+  $('systemId').value = G.load('gows.systemId', 'demo');
+  $('group').value = G.load('gows.group', 'lobby');
+  $('token').value = G.loadToken();
+
+  function nickname() { return $('nickname').value.trim() || 'guest'; }
+  function token() { return $('token').value.trim(); }
+
+  $('nickname').addEventListener('change', function () { G.save('gows.nickname', $('nickname').value.trim()); });
+  $('group').addEventListener('change', function () { G.save('gows.group', $('group').value.trim()); });
+  $('token').addEventListener('change', function () { G.saveToken(token()); renderCurl(); });
+  $('token').addEventListener('input', renderCurl);
+
+  var mode = $('apiMode');
+  if (G.apiOpen) {
+    mode.className = 'badge open';
+    mode.textContent = 'open: no token needed';
+    mode.title = 'This server has no apiTokens configured: anyone who reaches it can call the API.';
+  } else {
+    mode.className = 'badge locked';
+    mode.textContent = 'token required';
+    mode.title = 'This server has apiTokens configured: enter one below.';
+  }
+
+  // ---------- log ----------
+  var logEl = $('log');
+  var wrap = $('logWrap');
+
+  function nearBottom() {
+    return wrap.scrollHeight - wrap.scrollTop - wrap.clientHeight < 80;
+  }
+
+  function append(li) {
+    var stick = nearBottom();
+    logEl.appendChild(li);
+    while (logEl.children.length > MAX_LOG) logEl.removeChild(logEl.firstChild);
+    $('empty').hidden = true;
+    if (stick) wrap.scrollTop = wrap.scrollHeight;
+  }
+
+  function note(text, isError) {
+    var li = G.el('li', 'note' + (isError ? ' error' : ''));
+    li.appendChild(G.el('span', null, text));
+    li.appendChild(G.el('span', 'time', G.clock()));
+    append(li);
+  }
+
+  function shortId(id) {
+    return id && id.length > 12 ? id.slice(0, 6) + '…' + id.slice(-4) : (id || '?');
+  }
+
+  function avatar(name) {
+    var a = G.el('span', 'avatar', (name || '?').replace(/^[^A-Za-z0-9]+/, '').charAt(0).toUpperCase() || '?');
+    a.style.background = 'hsl(' + G.hue(name || '?') + ', 55%, 52%)';
+    return a;
+  }
+
+  function renderMessage(m) {
+    var li = G.el('li', 'msg');
+    li.dataset.code = String(m.code);
+    li.dataset.messageId = m.messageId || '';
+    if (state.mine[m.messageId]) li.classList.add('mine');
+    var who = m.sendUserId || 'server';
+    var data = m.data;
+    var direct = data && typeof data === 'object' && data.direct === true;
+    if (direct) li.classList.add('direct');
+
+    var bubble = G.el('div', 'bubble');
+    var meta = G.el('div', 'meta');
+    meta.appendChild(G.el('span', 'who', who));
+    if (direct) meta.appendChild(G.el('span', 'tag', 'to you'));
+    if (m.code) meta.appendChild(G.el('span', 'tag', 'code ' + m.code));
+    if (m.msg) meta.appendChild(G.el('span', 'tag', m.msg));
+    var t = G.el('span', 'time', G.clock());
+    t.title = 'messageId ' + (m.messageId || '');
+    meta.appendChild(t);
+    bubble.appendChild(meta);
+
+    if (data && typeof data === 'object' && typeof data.text === 'string') {
+      bubble.appendChild(G.el('div', 'text', data.text));
+    } else if (typeof data === 'string') {
+      bubble.appendChild(G.el('div', 'text', data));
+    } else {
+      bubble.appendChild(G.el('pre', null, JSON.stringify(data, null, 2)));
+    }
+    li.appendChild(avatar(who));
+    li.appendChild(bubble);
+    append(li);
+  }
+
+  function renderEvent(m) {
+    var d = (m.data && typeof m.data === 'object') ? m.data : {};
+    var join = m.code === 1001;
+    var li = G.el('li', 'event ' + (join ? 'join' : 'leave'));
+    li.dataset.code = String(m.code);
+    li.dataset.clientId = d.clientId || '';
+    li.dataset.group = d.groupName || '';
+    var self = d.clientId && d.clientId === state.clientId;
+    var span = G.el('span');
+    var who = G.el('b', null, self ? 'You' : (d.userId || 'client ' + shortId(d.clientId)));
+    who.title = 'clientId ' + (d.clientId || '');
+    span.appendChild(who);
+    span.appendChild(document.createTextNode((join ? ' joined ' : ' left ') + '#' + (d.groupName || '?')));
+    li.appendChild(span);
+    li.appendChild(G.el('span', 'time', G.clock()));
+    append(li);
+    if (d.groupName && d.groupName === state.group) refreshMembers();
+  }
+
+  $('clearBtn').addEventListener('click', function () {
+    logEl.textContent = '';
+    $('empty').hidden = false;
+  });
+
+  // ---------- status and controls ----------
+  function setStatus(text, cls) {
+    var s = $('status');
+    s.textContent = text;
+    s.className = 'pill ' + cls;
+  }
+
+  function render() {
+    var online = !!state.clientId;
+    $('clientId').textContent = state.clientId || '—';
+    $('copyId').disabled = !online;
+    $('joinBtn').disabled = !online;
+    $('leaveBtn').disabled = !online || !state.group;
+    $('pushSelf').disabled = !online;
+    $('text').disabled = !online || !state.group;
+    $('sendBtn').disabled = !online || !state.group;
+    $('text').placeholder = state.group ? 'Message #' + state.group + ' as ' + nickname() : 'Join a group to chat';
+    $('joinBtn').textContent = state.group && state.group !== $('group').value.trim() ? 'Switch group' : 'Join group';
+    $('room').textContent = state.group ? '#' + state.group : 'Not in a group';
+    if (!state.group) $('roomInfo').textContent = online ? 'join a group to chat' : '';
+    renderCurl();
+  }
+
+  function renderCurl() {
+    var sys = state.systemId || $('systemId').value.trim() || 'demo';
+    var auth = (token() || !G.apiOpen) ? "  -H \"Authorization: Bearer $TOKEN\" \\\n" : '';
+    var head = "  -H 'Content-Type: application/json' -H 'systemId: " + sys + "' \\\n" + auth;
+    var id = state.clientId || '<clientId>';
+    var grp = state.group || $('group').value.trim() || 'lobby';
+    $('curl').textContent =
+      '# to this tab\n' +
+      'curl -X POST ' + location.origin + '/api/websocket/send_to_client \\\n' + head +
+      "  -d '{\"clientId\":\"" + id + "\",\"sendUserId\":\"backend\",\"data\":{\"text\":\"Hello from curl\"}}'\n\n" +
+      '# to everyone in #' + grp + '\n' +
+      'curl -X POST ' + location.origin + '/api/websocket/send_to_group \\\n' + head +
+      "  -d '{\"groupName\":\"" + grp + "\",\"sendUserId\":\"backend\",\"data\":{\"text\":\"Hello, group\"}}'";
+  }
+
+  $('group').addEventListener('input', render);
+  $('nickname').addEventListener('input', render);
+
+  $('copyId').addEventListener('click', function () {
+    var id = state.clientId;
+    if (!id) return;
+    var done = function () {
+      $('copyId').textContent = 'Copied';
+      setTimeout(function () { $('copyId').textContent = 'Copy'; }, 1200);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(id).then(done, function () {});
+    } else {
+      var r = document.createRange();
+      r.selectNodeContents($('clientId'));
+      var sel = window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(r);
+    }
+  });
+
+  // ---------- HTTP API ----------
+  function api(endpoint, body) {
+    return G.call('POST', endpoint, { systemId: state.systemId, token: token(), body: body });
+  }
+
+  function apiError(what, env) {
+    var hint = '';
+    if (env.code === 10005) hint = G.apiOpen ? '' : ' Enter the API token in the HTTP API box.';
+    note(what + ' failed: ' + env.msg + (env.code > 0 ? ' (' + env.code + ')' : '') + hint, true);
+  }
+
+  function refreshMembers() {
+    var g = state.group;
+    if (!g) return;
+    api('get_online_list', { groupName: g }).then(function (env) {
+      if (g !== state.group) return;
+      if (env.code === 0 && env.data) {
+        var n = env.data.count;
+        $('roomInfo').textContent = n + (n === 1 ? ' member online' : ' members online');
+      }
+    });
+  }
+
+  function join(g) {
+    if (!state.clientId || !g) return Promise.resolve();
+    var prev = state.group;
+    var leaving = prev && prev !== g ? leave(true) : Promise.resolve();
+    return leaving.then(function () {
+      return api('bind_to_group', { clientId: state.clientId, groupName: g, userId: nickname(), extend: '' });
+    }).then(function (env) {
+      if (env.code !== 0) { apiError('Joining #' + g, env); return; }
+      state.group = g;
+      state.rejoin = g;
+      G.save('gows.group', g);
+      render();
+      refreshMembers();
+      $('text').focus();
+    });
+  }
+
+  function leave(quiet) {
+    var g = state.group;
+    if (!g || !state.clientId) return Promise.resolve();
+    return api('unbind_from_group', { clientId: state.clientId, groupName: g }).then(function (env) {
+      if (env.code !== 0 && env.code !== 10006) { apiError('Leaving #' + g, env); return; }
+      state.group = '';
+      state.rejoin = '';
+      if (!quiet) note('You left #' + g);
+      render();
+    });
+  }
+
+  $('joinBtn').addEventListener('click', function () {
+    var g = $('group').value.trim();
+    if (!g) { $('group').focus(); return; }
+    if (g === state.group) {
+      // Re-binding updates the nickname shown in later events; nothing is sent.
+      api('bind_to_group', { clientId: state.clientId, groupName: g, userId: nickname(), extend: '' });
+      return;
+    }
+    join(g);
+  });
+  $('leaveBtn').addEventListener('click', function () { leave(false); });
+
+  $('composer').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    var text = $('text').value;
+    if (!text.trim() || !state.group) return;
+    $('text').value = '';
+    var g = state.group;
+    api('send_to_group', { groupName: g, sendUserId: nickname(), data: { text: text } }).then(function (env) {
+      if (env.code !== 0) { apiError('Sending to #' + g, env); $('text').value = text; return; }
+      var id = env.data && env.data.messageId;
+      if (id) {
+        state.mine[id] = true;
+        // The push can arrive before this answer: mark it now.
+        var li = logEl.querySelector('li[data-message-id="' + CSS.escape(id) + '"]');
+        if (li) li.classList.add('mine');
+      }
+    });
+  });
+
+  $('pushSelf').addEventListener('click', function () {
+    api('send_to_client', {
+      clientId: state.clientId,
+      sendUserId: 'demo page',
+      data: { text: 'Hello ' + nickname() + ', this came from POST /api/websocket/send_to_client.', direct: true }
+    }).then(function (env) {
+      if (env.code !== 0) apiError('Pushing to this tab', env);
+    });
+  });
+
+  // ---------- WebSocket ----------
+  function wsURL(sys) {
+    return (location.protocol === 'https:' ? 'wss' : 'ws') + '://' + location.host +
+      '/api/websocket/ws?systemId=' + encodeURIComponent(sys);
+  }
+
+  function scheduleRetry() {
+    if (state.retries >= MAX_RETRIES) {
+      setStatus('Disconnected', 'bad');
+      note('Gave up reconnecting after ' + MAX_RETRIES + ' tries. Press Reconnect to try again.', true);
+      return;
+    }
+    var delay = Math.min(15000, 500 * Math.pow(2, state.retries)) * (0.75 + Math.random() * 0.5);
+    state.retries++;
+    setStatus('Reconnecting…', 'warn');
+    state.retryTimer = setTimeout(connect, delay);
+  }
+
+  function register(sys) {
+    state.registering = true;
+    setStatus('Registering…', 'warn');
+    return G.call('POST', 'register', { token: token(), body: { systemId: sys } }).then(function (env) {
+      state.registering = false;
+      if (env.code === 0) {
+        note('Registered the new system "' + sys + '" (POST /api/websocket/register).');
+        return true;
+      }
+      if (env.code === 10004) return true; // registered meanwhile: fine
+      apiError('Registering system "' + sys + '"', env);
+      return false;
+    });
+  }
+
+  function connect() {
+    clearTimeout(state.retryTimer);
+    if (state.ws) {
+      var old = state.ws;
+      state.ws = null;
+      old.close(1000, 'reconnect');
+    }
+    var sys = $('systemId').value.trim() || 'demo';
+    if (sys !== state.systemId) {
+      state.triedRegister = false;
+      state.rejoin = '';
+    }
+    state.systemId = sys;
+    G.save('gows.systemId', sys);
+    state.clientId = '';
+    state.group = '';
+    render();
+    setStatus('Connecting…', 'warn');
+
+    var ws;
+    try {
+      ws = new WebSocket(wsURL(sys));
+    } catch (e) {
+      note('Cannot open a WebSocket: ' + e.message, true);
+      setStatus('Disconnected', 'bad');
+      return;
+    }
+    state.ws = ws;
+    var first = true;
+    var refused = 0;
+
+    ws.onmessage = function (ev) {
+      if (ws !== state.ws) return;
+      var m;
+      try { m = JSON.parse(ev.data); } catch (e) { note('A frame that is not JSON: ' + ev.data, true); return; }
+      if (first) {
+        first = false;
+        if (m.code === 0 && m.data && m.data.clientId) {
+          state.clientId = m.data.clientId;
+          state.retries = 0;
+          setStatus('Connected', 'ok');
+          note('Connected to system "' + sys + '" as ' + shortId(state.clientId));
+          render();
+          if (state.rejoin) join(state.rejoin);
+          return;
+        }
+        refused = m.code;
+        if (m.code !== 10003) note('The server refused the connection: ' + m.msg + ' (' + m.code + ')', true);
+        return;
+      }
+      if (m.code === 1001 || m.code === 1002) renderEvent(m);
+      else renderMessage(m);
+    };
+
+    ws.onclose = function (ev) {
+      if (ws !== state.ws) return;
+      state.ws = null;
+      var was = state.clientId;
+      state.clientId = '';
+      state.group = '';
+      render();
+      if ((refused === 10003 || ev.code === 4004) && !state.triedRegister) {
+        state.triedRegister = true;
+        register(sys).then(function (ok) {
+          if (ok) connect(); else setStatus('Disconnected', 'bad');
+        });
+        return;
+      }
+      if (refused || (ev.code >= 4000 && ev.code < 5000)) {
+        setStatus('Refused', 'bad');
+        if (ev.code === 4401) note('This server requires a connect token (JWT) for WebSocket connections.', true);
+        return;
+      }
+      if (ev.code === 1000 && was) {
+        setStatus('Closed by server', 'bad');
+        note('The server closed this connection (close_client). Press Reconnect for a new one.', true);
+        return;
+      }
+      var why = ev.code === 1008 ? 'closed as a slow consumer' :
+        ev.code === 1001 ? 'the server is going away' :
+        'connection lost' + (ev.code ? ' (' + ev.code + ')' : '');
+      note('Disconnected: ' + why + '. Reconnecting…', true);
+      scheduleRetry();
+    };
+  }
+
+  // A person asking again (perhaps after entering a token) gets a fresh try,
+  // registration included.
+  function reconnect() {
+    state.retries = 0;
+    state.triedRegister = false;
+    connect();
+  }
+  $('connectBtn').addEventListener('click', reconnect);
+  $('systemId').addEventListener('keydown', function (ev) {
+    if (ev.key === 'Enter') reconnect();
+  });
+  $('group').addEventListener('keydown', function (ev) {
+    if (ev.key === 'Enter' && !$('joinBtn').disabled) $('joinBtn').click();
+  });
+
+  render();
+  connect();
+})();
