@@ -158,6 +158,7 @@ func (n *Node) SetRemote(r Remote) {
 	n.mu.Lock()
 	n.remote = r
 	n.mu.Unlock()
+	n.hub.asyncEvents.Store(r != nil)
 }
 
 func (n *Node) getRemote() Remote {
@@ -254,13 +255,17 @@ func (n *Node) SendToClients(ctx context.Context, systemID string, ids []string,
 				f = messageFrame(res.MessageID, m)
 			}
 			d, off := n.sendMany(systemID, group, f)
+			mu.Lock() // remote goroutines started earlier in this loop also write res
 			res.Delivered += d
 			res.Offline = append(res.Offline, off...)
+			mu.Unlock()
 			continue
 		}
 		r := n.getRemote()
 		if r == nil {
+			mu.Lock()
 			res.Offline = append(res.Offline, group...)
+			mu.Unlock()
 			continue
 		}
 		wg.Add(1)

@@ -40,6 +40,7 @@ const (
 var (
 	errBadMagic  = errors.New("not a go-websocket RPC port")
 	errBadSecret = errors.New("peer does not hold the cluster secret")
+	errWrongNode = errors.New("another node answers at this address")
 )
 
 // authKey derives the handshake key from the cluster secret.
@@ -126,7 +127,7 @@ func clientHandshake(c net.Conn, key []byte, self, want ident.NodeID) error {
 		return errBadSecret
 	}
 	if server != want {
-		return fmt.Errorf("address now belongs to node %s, not %s", server, want)
+		return fmt.Errorf("%w: node %s, not %s", errWrongNode, server, want)
 	}
 	return nil
 }

@@ -222,16 +222,16 @@ func TestPeerDeadlineDownAndBack(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	c, _ := bareCluster(t, "s", timeout)
 	p := startPeer(t, c, local.id, addr)
-	call := func() (string, error, time.Duration) {
+	call := func() (string, time.Duration, error) {
 		start := time.Now()
 		o, err := p.call(context.Background(), "Node.Broadcast", &servers.BroadcastOp{Kind: servers.OpGroup}, new(servers.BroadcastReply))
-		return o, err, time.Since(start)
+		return o, time.Since(start), err
 	}
-	if o, err, _ := call(); err != nil {
+	if o, _, err := call(); err != nil {
 		t.Fatalf("healthy call: %s %v", o, err)
 	}
 	local.stall()
-	o, err, d := call()
+	o, d, err := call()
 	if !errors.Is(err, errTimeout) || o != outcomeTimeout {
 		t.Fatalf("stalled call: %s %v", o, err)
 	}
@@ -240,7 +240,7 @@ func TestPeerDeadlineDownAndBack(t *testing.T) {
 	}
 	// Down now: later calls fail at once instead of waiting again.
 	for range 3 {
-		if o, _, d := call(); o != outcomeUnreachable || d > 50*time.Millisecond {
+		if o, d, _ := call(); o != outcomeUnreachable || d > 50*time.Millisecond {
 			t.Fatalf("call to a down peer: %s after %v, want unreachable at once", o, d)
 		}
 	}
@@ -255,7 +255,7 @@ func TestPeerDeadlineDownAndBack(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if o, err, _ := call(); err != nil {
+	if o, _, err := call(); err != nil {
 		t.Fatalf("call after recovery: %s %v", o, err)
 	}
 }

@@ -114,9 +114,18 @@ func (p *peer) run() {
 				return
 			}
 			failures++
-			if failures == 1 {
+			switch {
+			case errors.Is(err, errBadSecret) || errors.Is(err, errBadMagic):
+				if failures%300 == 1 { // about every 5 minutes while it lasts
+					log.Error("rpc peer failed authentication: check that every node has the same cluster secret",
+						zap.Error(err), zap.Int("attempts", failures))
+				}
+			case errors.Is(err, errWrongNode) && failures%300 == 1:
+				log.Error("another node answers at this peer's rpcAddr: check cluster.rpcAdvertise on every node (the default 127.0.0.1 only works on one host)",
+					zap.Error(err), zap.Int("attempts", failures))
+			case failures == 1:
 				log.Warn("peer unreachable; retrying with backoff", zap.Error(err))
-			} else {
+			default:
 				log.Debug("peer still unreachable", zap.Error(err), zap.Int("attempts", failures))
 			}
 			markFirst()
@@ -168,10 +177,6 @@ func (p *peer) connect() (*peerConn, error) {
 	}
 	if err != nil {
 		nc.Close()
-		if errors.Is(err, errBadSecret) || errors.Is(err, errBadMagic) {
-			p.c.log.Error("rpc peer failed authentication: check that every node has the same cluster secret",
-				zap.String("peer", p.name), zap.String("rpcAddr", p.info.RPCAddr), zap.Error(err))
-		}
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
 	_ = nc.SetDeadline(time.Time{})

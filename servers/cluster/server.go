@@ -56,10 +56,33 @@ type rpcServer struct {
 	self ident.NodeID
 	log  *zap.Logger
 
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
-	wg     sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	closed   bool
+	wg       sync.WaitGroup
+	refusals logLimiter
+}
+
+// logLimiter lets one log line through per interval and counts the rest,
+// so a misconfigured peer redialling every second does not flood the log.
+type logLimiter struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+const refusalLogInterval = 10 * time.Second
+
+func (l *logLimiter) allow(now time.Time) (count int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.suppressed++
+	if !l.last.IsZero() && now.Sub(l.last) < refusalLogInterval {
+		return 0, false
+	}
+	l.last = now
+	count, l.suppressed = l.suppressed, 0
+	return count, true
 }
 
 func newRPCServer(ln net.Listener, local Local, key []byte, log *zap.Logger) (*rpcServer, error) {
@@ -119,8 +142,10 @@ func (s *rpcServer) serveConn(c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(serverHandshakeTimeout))
 	peer, err := serverHandshake(c, s.key, s.self)
 	if err != nil {
-		s.log.Warn("rpc connection refused: it did not authenticate with the cluster secret",
-			zap.String("remote", c.RemoteAddr().String()), zap.Error(err))
+		if n, ok := s.refusals.allow(time.Now()); ok {
+			s.log.Warn("rpc connection refused: it did not authenticate with the cluster secret",
+				zap.String("remote", c.RemoteAddr().String()), zap.Error(err), zap.Int("refusedSinceLastLog", n))
+		}
 		return
 	}
 	_ = c.SetDeadline(time.Time{})

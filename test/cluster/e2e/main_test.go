@@ -1,0 +1,119 @@
+// Package e2e tests cluster mode with separate processes: a real etcd
+// server, three go-websocket node processes built from this repository, and
+// a real nginx in front of them configured from deploy/nginx.conf (ports
+// templated into a copy). Clients connect through nginx and the API is
+// called through nginx, as in production.
+//
+// The tests need the etcd and nginx binaries (Debian: etcd-server, nginx).
+// Without them they skip, unless CI is set: then they fail.
+//
+// Run: GOTOOLCHAIN=go1.27.3 go test -race -count=1 ./test/cluster/e2e/
+// Set E2E_GOWS_BIN to a prebuilt binary to skip the build.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+const modulePath = "github.com/go-websocket/go-websocket"
+
+var (
+	repoRoot string
+	binPath  string
+	// missing names the absent tools; "" when everything is there.
+	missing string
+)
+
+func TestMain(m *testing.M) { os.Exit(runMain(m)) }
+
+func runMain(m *testing.M) int {
+	root, err := findRepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	repoRoot = root
+	var absent []string
+	for _, tool := range []string{"etcd", "nginx"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			absent = append(absent, tool)
+		}
+	}
+	missing = strings.Join(absent, ", ")
+	if missing == "" || os.Getenv("CI") != "" {
+		if p := os.Getenv("E2E_GOWS_BIN"); p != "" {
+			binPath = p
+		} else {
+			dir, err := os.MkdirTemp("", "gows-cluster-e2e-")
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "e2e:", err)
+				return 1
+			}
+			defer os.RemoveAll(dir)
+			binPath = filepath.Join(dir, "go-websocket")
+			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+			cmd := exec.CommandContext(ctx, "go", "build", "-o", binPath, ".")
+			cmd.Dir = root
+			out, err := cmd.CombinedOutput()
+			cancel()
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "e2e: go build -o BIN . in %s failed: %v\n%s\n", root, err, out)
+				return 1
+			}
+		}
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: goroutines leaked by the test process:", err)
+			code = 1
+		}
+	}
+	return code
+}
+
+// requireTools skips the test when etcd or nginx is absent, except in CI.
+func requireTools(t *testing.T) {
+	t.Helper()
+	if missing == "" {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("CI is set but %s not installed (apt-get install -y --no-install-recommends etcd-server etcd-client nginx)", missing)
+	}
+	t.Skipf("skipping the process cluster tests: %s not installed (apt-get install -y --no-install-recommends etcd-server etcd-client nginx); they are required when CI is set", missing)
+}
+
+func findRepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for range 64 {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil {
+			sc := bufio.NewScanner(bytes.NewReader(b))
+			for sc.Scan() {
+				if strings.TrimSpace(sc.Text()) == "module "+modulePath {
+					return dir, nil
+				}
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	return "", fmt.Errorf("no go.mod of module %s above the working directory", modulePath)
+}
