@@ -149,6 +149,7 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 		Metrics:          m,
 		Logger:           log,
 		Connect:          connect,
+		EventTimeout:     cfg.Cluster.RPCTimeout / 2,
 	})
 	var ready func() error
 	if cl != nil {

@@ -70,10 +70,6 @@ type Hub struct {
 	// one to a group (across the cluster). Both are set by the node.
 	eventsOn func(systemID string) bool
 	emit     func(systemID string, e *memberEvent)
-	// asyncEvents: send membership events on their own goroutine (set in a
-	// cluster, where sending them means calls to other nodes that the
-	// bind, unbind or disconnect that caused them must not wait for).
-	asyncEvents atomic.Bool
 
 	stopPing chan struct{}
 	pingDone chan struct{}
@@ -238,7 +234,7 @@ func (h *Hub) remove(c *Client, reason string) {
 	h.metrics.Connections.WithLabelValues(c.SystemID).Dec()
 	h.metrics.Disconnects.WithLabelValues(reason).Inc()
 	if drain {
-		h.startDrain(c)
+		h.drainEvents(c)
 	}
 }
 
@@ -300,7 +296,7 @@ func (h *Hub) bind(c *Client, group, userID, extend string) (joined, ok bool) {
 	drain := h.eventsOn(c.SystemID) && c.queueEvent(define.MsgCodeJoin, group, m)
 	s.mu.Unlock()
 	if drain {
-		h.startDrain(c)
+		h.drainEvents(c)
 	}
 	return true, true
 }
@@ -328,7 +324,7 @@ func (h *Hub) unbind(c *Client, group string) (ok bool) {
 	drain := h.eventsOn(c.SystemID) && c.queueEvent(define.MsgCodeLeave, group, m)
 	s.mu.Unlock()
 	if drain {
-		h.startDrain(c)
+		h.drainEvents(c)
 	}
 	return true
 }
@@ -353,14 +349,6 @@ func (c *Client) queueEvent(code int, group string, m *member) bool {
 	}
 	c.evRunning = true
 	return true
-}
-
-func (h *Hub) startDrain(c *Client) {
-	if h.asyncEvents.Load() {
-		go h.drainEvents(c)
-		return
-	}
-	h.drainEvents(c)
 }
 
 // drainEvents sends c's queued membership events in order, without holding

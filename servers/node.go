@@ -28,6 +28,11 @@ type Options struct {
 	Metrics          *metrics.Metrics
 	Logger           *zap.Logger
 	Connect          ConnectPolicy
+	// EventTimeout bounds sending one membership event to the other nodes.
+	// In a cluster it must stay well below the RPC deadline: a bind forwarded
+	// to this node sends its 1001 before answering, and a hung third node
+	// must not make that answer late. Default 2 s.
+	EventTimeout time.Duration
 }
 
 // Remote is how a node reaches the other nodes of a cluster. A standalone
@@ -128,6 +133,9 @@ func NewNode(o Options) *Node {
 	if o.Metrics == nil {
 		o.Metrics = metrics.New()
 	}
+	if o.EventTimeout <= 0 {
+		o.EventTimeout = 2 * time.Second
+	}
 	n := &Node{
 		opts:      o,
 		hub:       NewHub(o.Hub, o.Metrics),
@@ -158,7 +166,6 @@ func (n *Node) SetRemote(r Remote) {
 	n.mu.Lock()
 	n.remote = r
 	n.mu.Unlock()
-	n.hub.asyncEvents.Store(r != nil)
 }
 
 func (n *Node) getRemote() Remote {
@@ -447,7 +454,10 @@ func (n *Node) emitEvent(systemID, group string, code int, ev *define.MemberEven
 		n.log.Error("encode membership event", zap.Error(err))
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Sent before the bind, unbind or disconnect that caused it returns, so
+	// a member never sees a later message before the event; a node that does
+	// not answer within EventTimeout misses the event.
+	ctx, cancel := context.WithTimeout(context.Background(), n.opts.EventTimeout)
 	defer cancel()
 	_, _ = n.sendBroadcast(ctx, &BroadcastOp{Kind: OpGroup, SystemID: systemID, Group: group,
 		Msg: define.Message{Code: code, Data: data}})

@@ -142,6 +142,7 @@ func (tc *testCluster) addNode() *tnode {
 		Systems:          n.sys,
 		Metrics:          n.metrics,
 		Logger:           log,
+		EventTimeout:     tc.cfg.rpcTimeout / 2, // as main.go sets it
 	})
 	n.local = &stallable{Node: n.node}
 	if n.cl, err = cluster.New(cluster.Options{Client: cli, KeyPrefix: keyPrefix, LeaseTTL: tc.cfg.leaseTTL,
