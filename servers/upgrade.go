@@ -96,15 +96,18 @@ func (n *Node) ServeWS(w http.ResponseWriter, r *http.Request) {
 	case !p.originAllowed(r.Header.Get("Origin")):
 		n.refuse(ws, refusal{define.CodeOriginForbidden, define.CloseOriginRefused, "origin not allowed", "origin"})
 		return
-	case !n.systems.Exists(systemID):
-		n.refuse(ws, refusal{define.CodeUnknownSystem, define.CloseUnknownSystem, "systemId is not registered", "unknown_system"})
-		return
 	}
+	// The token is checked before the system, so that without a valid token
+	// nobody can learn which systemIds exist.
 	if p.Authenticate != nil {
 		if userID, err = p.Authenticate(r, systemID); err != nil {
 			n.refuse(ws, refusal{define.CodeUnauthorized, define.CloseUnauthorized, err.Error(), "token"})
 			return
 		}
+	}
+	if !n.systems.Exists(systemID) {
+		n.refuse(ws, refusal{define.CodeUnknownSystem, define.CloseUnknownSystem, "systemId is not registered", "unknown_system"})
+		return
 	}
 	id := n.minter.Mint(systemID)
 	// From here on the server reads and writes the socket itself.
