@@ -1,9 +1,12 @@
 package servers
 
 import (
+	"errors"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-websocket/go-websocket/define"
@@ -27,6 +30,7 @@ type Client struct {
 
 	hub *Hub
 	nc  net.Conn
+	rc  syscall.RawConn // for non-blocking inline writes; nil if unavailable
 
 	mu         sync.Mutex
 	queue      []frame
@@ -56,6 +60,9 @@ type Client struct {
 
 func newClient(h *Hub, id, systemID, userID string, nc net.Conn) *Client {
 	c := &Client{ID: id, SystemID: systemID, UserID: userID, hub: h, nc: nc}
+	if sc, ok := nc.(syscall.Conn); ok && h.cfg.WriteDelay <= 0 {
+		c.rc, _ = sc.SyscallConn()
+	}
 	c.parties.Store(2)
 	return c
 }
@@ -75,6 +82,14 @@ func (c *Client) enqueue(f frame) bool {
 		c.close(define.ClosePolicyViolation, "slow consumer", true, define.ReasonSlowConsumer, true)
 		return false
 	}
+	if !c.writing && c.rc != nil {
+		// Nothing is queued or being written: try to hand the frame to the
+		// kernel right here, with one non-blocking write. Most frames leave
+		// this way, with no goroutine started and no scheduler wake-up.
+		c.writing = true
+		c.mu.Unlock()
+		return c.writeInline(f)
+	}
 	c.queue = append(c.queue, f)
 	start := !c.writing
 	c.writing = true
@@ -83,6 +98,65 @@ func (c *Client) enqueue(f frame) bool {
 		c.hub.startWriter(c)
 	}
 	return true
+}
+
+// writeInline writes f without blocking while the caller owns the write side
+// (c.writing is set). What the socket did not take, and whatever was queued
+// meanwhile, goes to a writer goroutine.
+func (c *Client) writeInline(f frame) bool {
+	n, err := c.tryWrite(f)
+	if err != nil {
+		c.writeFailed()
+		return false
+	}
+	c.mu.Lock()
+	if n < len(f) {
+		rest := f[n:]
+		c.queue = append(c.queue, nil)
+		copy(c.queue[1:], c.queue)
+		c.queue[0] = rest
+	} else if len(c.queue) == 0 && !c.closing {
+		c.writing = false
+		c.mu.Unlock()
+		return true
+	}
+	c.mu.Unlock()
+	go c.writeLoop()
+	return true
+}
+
+// tryWrite makes one non-blocking write attempt; a full socket buffer is not
+// an error (n is what the kernel took).
+func (c *Client) tryWrite(f frame) (int, error) {
+	var n int
+	var werr error
+	write := func(fd uintptr) bool {
+		for {
+			n, werr = syscall.Write(int(fd), f)
+			if werr != syscall.EINTR {
+				return true // one attempt; never wait for writability here
+			}
+		}
+	}
+	err := c.rc.Write(write)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The deadline a writer goroutine set for its last write has
+		// passed; it does not apply to this non-blocking attempt.
+		_ = c.nc.SetWriteDeadline(time.Time{})
+		err = c.rc.Write(write)
+	}
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case werr == syscall.EAGAIN:
+		return 0, nil
+	case werr != nil:
+		return 0, werr
+	case n < 0:
+		return 0, nil
+	}
+	return n, nil
 }
 
 // close starts closing the client once: it stops accepting frames, queues

@@ -470,3 +470,17 @@ func TestWriteDelayKeepsOrderAndDelivers(t *testing.T) {
 		}
 	}
 }
+
+// A frame written by a writer goroutine leaves a write deadline on the
+// socket; once it has passed, the next frame must still go out.
+func TestInlineWriteAfterWriteDeadlinePassed(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.Hub.WriteTimeout = 50 * time.Millisecond })
+	c := h.dial("s1") // the welcome frame went out through a writer goroutine
+	time.Sleep(100 * time.Millisecond)
+	if _, err := h.node.SendToClient(context.Background(), "s1", c.id, msg(`"late"`)); err != nil {
+		t.Fatal(err)
+	}
+	if p := c.next(); string(p.Data) != `"late"` {
+		t.Fatalf("got %+v", p)
+	}
+}
