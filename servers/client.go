@@ -82,7 +82,7 @@ func (c *Client) enqueue(f frame) bool {
 		c.close(define.ClosePolicyViolation, "slow consumer", true, define.ReasonSlowConsumer, true)
 		return false
 	}
-	if !c.writing && c.rc != nil {
+	if !c.writing && c.rc != nil && len(c.queue) == 0 {
 		// Nothing is queued or being written: try to hand the frame to the
 		// kernel right here, with one non-blocking write. Most frames leave
 		// this way, with no goroutine started and no scheduler wake-up.

@@ -484,3 +484,28 @@ func TestInlineWriteAfterWriteDeadlinePassed(t *testing.T) {
 		t.Fatalf("got %+v", p)
 	}
 }
+
+// The welcome frame comes first even while broadcasts reach the system
+// during the connect.
+func TestWelcomeFirstDuringBroadcasts(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.Hub.QueueLength = 4096 })
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 200000; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, _ = h.node.SendToSystem(context.Background(), "s1", msg(`"noise"`))
+		}
+	}()
+	for i := 0; i < 100; i++ {
+		c := h.dial("s1") // fails the test unless the first frame is the welcome
+		c.ws.Close()
+	}
+	close(stop)
+	<-done
+}

@@ -112,18 +112,24 @@ func (n *Node) ServeWS(w http.ResponseWriter, r *http.Request) {
 	id := n.minter.Mint(systemID)
 	// From here on the server reads and writes the socket itself.
 	c := newClient(n.hub, id, systemID, userID, ws.UnderlyingConn())
-	// The welcome frame is queued before the client becomes addressable, so
-	// it is always the first frame and a push right after it arrives.
-	c.queue = append(c.queue, envelopeFrame(define.CodeSuccess, "success", id))
+	// This path owns the write side until the welcome frame is out: frames
+	// for the client, which is addressable as soon as it is added, queue up
+	// behind it, so the welcome is always first and a push right after it
+	// arrives.
+	c.writing = true
 	if err := n.hub.add(c); err != nil {
 		n.refuse(ws, refusal{define.CodeRateLimited, define.CloseTooManyClients, err.Error(), "limit"})
 		return
 	}
-	c.mu.Lock()
-	start := !c.writing
-	c.writing = true
-	c.mu.Unlock()
-	if start {
+	welcome := envelopeFrame(define.CodeSuccess, "success", id)
+	if c.rc != nil {
+		c.writeInline(welcome)
+	} else {
+		c.mu.Lock()
+		c.queue = append(c.queue, nil)
+		copy(c.queue[1:], c.queue)
+		c.queue[0] = welcome
+		c.mu.Unlock()
 		go c.writeLoop()
 	}
 	go c.readLoop()
