@@ -237,13 +237,25 @@ func launch(t testing.TB, bin string, args []string, env map[string]string, port
 	if err != nil {
 		t.Fatalf("log file: %v", err)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = nodeEnv(env)
-	cmd.Dir = dir
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	var cmd *exec.Cmd
+	for attempt := 0; ; attempt++ {
+		cmd = exec.Command(bin, args...)
+		cmd.Env = nodeEnv(env)
+		cmd.Dir = dir
+		cmd.Stdout = logFile
+		cmd.Stderr = logFile
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		err := cmd.Start()
+		if err == nil {
+			break
+		}
+		// A binary this process just wrote can be briefly "busy": a child
+		// forked meanwhile by a parallel test inherited the write descriptor
+		// until its own exec. Retry a few times.
+		if errors.Is(err, syscall.ETXTBSY) && attempt < 20 {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
 		_ = logFile.Close()
 		t.Fatalf("start node: %v", err)
 	}
