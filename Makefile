@@ -56,5 +56,16 @@ bench:
 smoke:
 	bash tools/wsbench/smoke.sh
 
+# govulncheck with an offline database built from the golang.org/x/vulndb
+# module (govulncheck's online database is not reachable everywhere).
+VULNDB ?= /tmp/gows-vulndb
+vuln:
+	test -x $$(go env GOPATH)/bin/govulncheck || go install golang.org/x/vuln/cmd/govulncheck@v1.9.0
+	if [ ! -f $(VULNDB)/index/db.json ]; then \
+	  dir=$$(GOFLAGS= go mod download -json golang.org/x/vulndb@latest | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'); \
+	  (cd $$dir && GOFLAGS=-mod=mod go run ./cmd/indexdb -vulns $$dir/data/osv -out $(VULNDB)); \
+	fi
+	$$(go env GOPATH)/bin/govulncheck -db file://$(VULNDB) -show verbose ./...
+
 clean:
 	rm -f $(BIN)

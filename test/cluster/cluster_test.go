@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/go-websocket/go-websocket/define"
+	"github.com/go-websocket/go-websocket/tools/ident"
 )
 
 func TestUnicastAcrossNodes(t *testing.T) {
@@ -176,7 +177,7 @@ func TestForgedAndForeignIDs(t *testing.T) {
 		"tampered":                 {"s1", tamper(real.id)},
 		"another system's":         {"s2", real.id},
 		"of a node that is gone":   {"s1", forge("s1")},
-		"minted with other secret": {"s1", "AQ" + real.id[2:]},
+		"minted with other secret": {"s1", ident.NewMinter(tc.nodes[1].node.ID(), []byte("not the cluster secret")).Mint("s1")},
 		"malformed":                {"s1", "not-an-id"},
 	}
 	for name, k := range cases {
