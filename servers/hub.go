@@ -155,22 +155,20 @@ func (h *Hub) add(c *Client) error {
 	}
 	h.live++
 	h.liveMu.Unlock()
-	if max := h.cfg.MaxConnections; max > 0 {
-		if h.total.Add(1) > int64(max) {
-			h.total.Add(-1)
-			h.liveDone()
-			return errLimit("connection limit of this node reached")
-		}
-	} else {
-		h.total.Add(1)
-	}
+	// The system's limit is checked first, under its lock, so a connect it
+	// refuses never holds one of the node's slots, even for a moment.
 	s := h.system(c.SystemID, true)
 	s.mu.Lock()
 	if max := h.cfg.MaxConnectionsPerSystem; max > 0 && len(s.clients) >= max {
 		s.mu.Unlock()
-		h.total.Add(-1)
 		h.liveDone()
 		return errLimit("connection limit of this system reached")
+	}
+	if n := h.total.Add(1); h.cfg.MaxConnections > 0 && n > int64(h.cfg.MaxConnections) {
+		h.total.Add(-1)
+		s.mu.Unlock()
+		h.liveDone()
+		return errLimit("connection limit of this node reached")
 	}
 	s.clients[c] = struct{}{}
 	s.mu.Unlock()
