@@ -171,7 +171,11 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 		},
 	})
 	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.HTTPPort))
-	ln, err := net.Listen("tcp", addr)
+	// No TCP keep-alive probes on accepted connections: WebSocket clients
+	// are pinged by the node, and skipping the socket options saves system
+	// calls on every connect.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s (config key server.httpPort): %w", addr, err)
 	}
