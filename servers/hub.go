@@ -2,6 +2,7 @@ package servers
 
 import (
 	"hash/maphash"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -403,16 +404,54 @@ func releaseSnapshot(p *[]*Client) {
 // returns how many took it.
 func (h *Hub) broadcast(systemID, group string, f frame) int {
 	p := h.snapshot(systemID, group)
-	n := 0
-	for _, c := range *p {
-		if c.enqueue(f) {
-			n++
-		}
-	}
+	n := enqueueAll(*p, f)
 	h.countPushed(n)
 	h.countDropped(len(*p) - n)
 	releaseSnapshot(p)
 	return n
+}
+
+// parallelChunk is the recipient count above which a broadcast is split
+// over the available processors: most frames leave by an inline write, a
+// system call each, so a big group is written by several cores at once.
+const parallelChunk = 1024
+
+// enqueueAll queues f to every client and returns how many took it. It
+// returns only when every client has been handled, so broadcasts made one
+// after another still reach each client in order.
+func enqueueAll(clients []*Client, f frame) int {
+	workers := runtime.GOMAXPROCS(0)
+	if len(clients) < 2*parallelChunk || workers < 2 {
+		n := 0
+		for _, c := range clients {
+			if c.enqueue(f) {
+				n++
+			}
+		}
+		return n
+	}
+	if max := len(clients) / parallelChunk; workers > max {
+		workers = max
+	}
+	var total atomic.Int64
+	var wg sync.WaitGroup
+	per := (len(clients) + workers - 1) / workers
+	for start := 0; start < len(clients); start += per {
+		part := clients[start:min(start+per, len(clients))]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := 0
+			for _, c := range part {
+				if c.enqueue(f) {
+					n++
+				}
+			}
+			total.Add(int64(n))
+		}()
+	}
+	wg.Wait()
+	return int(total.Load())
 }
 
 // onlineIDs lists the ids of a group or of the whole system.

@@ -509,3 +509,31 @@ func TestWelcomeFirstDuringBroadcasts(t *testing.T) {
 	close(stop)
 	<-done
 }
+
+// A broadcast big enough to be split over several goroutines still reaches
+// every client exactly once, in order across consecutive broadcasts.
+func TestLargeBroadcastInOrder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("2,100 connections")
+	}
+	h := newHarness(t, nil)
+	const n = 2*parallelChunk + 52
+	clients := make([]*wsClient, n)
+	for i := range clients {
+		clients[i] = h.dial("s1")
+	}
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		res, err := h.node.SendToSystem(ctx, "s1", msg(fmt.Sprint(i)))
+		if err != nil || res.Recipients != n {
+			t.Fatalf("broadcast %d: %+v %v", i, res, err)
+		}
+	}
+	for _, c := range clients {
+		for i := 0; i < 3; i++ {
+			if p := c.next(); string(p.Data) != fmt.Sprint(i) {
+				t.Fatalf("client %s: frame %d is %s", c.id, i, p.Data)
+			}
+		}
+	}
+}
