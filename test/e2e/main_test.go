@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,10 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-websocket/go-websocket/test/internal/nodeproc"
 	"go.uber.org/goleak"
 )
-
-const modulePath = "github.com/go-websocket/go-websocket"
 
 var (
 	// binPath is the server binary under test, built once by TestMain.
@@ -62,7 +59,7 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	root, err := findRepoRoot()
+	root, err := nodeproc.RepoRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
@@ -74,33 +71,13 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 
-	if p := os.Getenv("E2E_GOWS_BIN"); p != "" {
-		binPath = p
-	} else {
-		dir, err := os.MkdirTemp("", "gows-e2e-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "e2e:", err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		binPath = filepath.Join(dir, "go-websocket")
-		build := func(extra ...string) ([]byte, error) {
-			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-			defer cancel()
-			args := append(append([]string{"build"}, extra...), "-o", binPath, ".")
-			cmd := exec.CommandContext(ctx, "go", args...)
-			cmd.Dir = root
-			return cmd.CombinedOutput()
-		}
-		out, err := build()
-		if err != nil && strings.Contains(string(out), "VCS status") {
-			out, err = build("-buildvcs=false")
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "e2e: building the server (go build -o BIN . in %s) failed: %v\n%s\n", root, err, out)
-			return 1
-		}
+	bin, cleanup, err := nodeproc.ServerBinary(root, "E2E_GOWS_BIN", "gows-e2e-bin-")
+	defer cleanup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
 	}
+	binPath = bin
 
 	code := m.Run()
 
@@ -111,44 +88,6 @@ func runMain(m *testing.M) int {
 		}
 	}
 	return code
-}
-
-// findRepoRoot walks up from the working directory to the go.mod of the module.
-func findRepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for i := 0; i < 64; i++ {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil {
-			sc := bufio.NewScanner(bytes.NewReader(b))
-			for sc.Scan() {
-				line := strings.TrimSpace(sc.Text())
-				if strings.HasPrefix(line, "module ") && strings.TrimSpace(strings.TrimPrefix(line, "module ")) == modulePath {
-					return dir, nil
-				}
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	return "", fmt.Errorf("no go.mod of module %s above the working directory", modulePath)
-}
-
-// freePort asks the kernel for a free loopback TCP port.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	p := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	return p
 }
 
 // node is one server process under test.
@@ -168,22 +107,6 @@ type node struct {
 	stopOnce sync.Once
 	stopCode int
 	stopDur  time.Duration
-}
-
-// nodeEnv builds the environment of a node: the test process's environment
-// without any GOWS_ variable, then the defaults of the suite, then env.
-func nodeEnv(env map[string]string) []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(strings.ToUpper(kv), "GOWS_") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	for k, v := range env {
-		out = append(out, k+"="+v)
-	}
-	return out
 }
 
 // startNode starts a node with the suite's defaults overridden by env and
@@ -211,11 +134,11 @@ func startNode(t testing.TB, env map[string]string) *node {
 }
 
 func tryStartNode(t testing.TB, env map[string]string, dataDir string) (*node, error) {
-	port := freePort(t)
+	port := nodeproc.FreePort(t)
 	full := map[string]string{
 		"GOWS_SERVER_HOST":     "127.0.0.1",
 		"GOWS_SERVER_HTTPPORT": strconv.Itoa(port),
-		"GOWS_SERVER_RPCPORT":  strconv.Itoa(freePort(t)),
+		"GOWS_SERVER_RPCPORT":  strconv.Itoa(nodeproc.FreePort(t)),
 		"GOWS_SERVER_DATADIR":  dataDir,
 		"GOWS_LOG_LEVEL":       "warn",
 		"GOWS_CLUSTER_ENABLED": "false",
@@ -240,7 +163,7 @@ func launch(t testing.TB, bin string, args []string, env map[string]string, port
 	var cmd *exec.Cmd
 	for attempt := 0; ; attempt++ {
 		cmd = exec.Command(bin, args...)
-		cmd.Env = nodeEnv(env)
+		cmd.Env = nodeproc.Env(env)
 		cmd.Dir = dir
 		cmd.Stdout = logFile
 		cmd.Stderr = logFile
@@ -334,7 +257,7 @@ func (n *node) stop() (int, time.Duration) {
 		if n.stopDur > time.Second {
 			n.t.Logf("node %s took %v to exit after SIGTERM", n.url, n.stopDur)
 		}
-		n.stopCode = exitCode(n.waitErr)
+		n.stopCode = nodeproc.ExitCode(n.waitErr)
 		n.tr.CloseIdleConnections()
 		_ = n.logFile.Close()
 	})
@@ -350,17 +273,6 @@ func (n *node) kill() {
 		n.t.Errorf("node %s did not die of SIGKILL within 10s", n.url)
 	}
 	n.stop()
-}
-
-func exitCode(err error) int {
-	if err == nil {
-		return 0
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode()
-	}
-	return -2
 }
 
 // wsURL is the WebSocket endpoint for systemID on the main path.
@@ -380,7 +292,7 @@ func runBinary(t testing.TB, timeout time.Duration, env map[string]string, args 
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binPath, args...)
-	cmd.Env = nodeEnv(env)
+	cmd.Env = nodeproc.Env(env)
 	cmd.Dir = t.TempDir()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var buf bytes.Buffer
@@ -391,5 +303,5 @@ func runBinary(t testing.TB, timeout time.Duration, env map[string]string, args 
 	if ctx.Err() != nil {
 		return -1, buf.String()
 	}
-	return exitCode(err), buf.String()
+	return nodeproc.ExitCode(err), buf.String()
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-websocket/go-websocket/test/internal/nodeproc"
 )
 
 // SPEC 7 + decision: --version prints a version and exits 0; --help prints
@@ -33,8 +35,8 @@ func TestVersionAndHelp(t *testing.T) {
 func baseEnv(t *testing.T, dataDir string) map[string]string {
 	return map[string]string{
 		"GOWS_SERVER_HOST":     "127.0.0.1",
-		"GOWS_SERVER_HTTPPORT": strconv.Itoa(freePort(t)),
-		"GOWS_SERVER_RPCPORT":  strconv.Itoa(freePort(t)),
+		"GOWS_SERVER_HTTPPORT": strconv.Itoa(nodeproc.FreePort(t)),
+		"GOWS_SERVER_RPCPORT":  strconv.Itoa(nodeproc.FreePort(t)),
 		"GOWS_SERVER_DATADIR":  dataDir,
 		"GOWS_LOG_LEVEL":       "warn",
 	}
@@ -186,9 +188,9 @@ func TestConfigBesideBinary(t *testing.T) {
 	if err := os.WriteFile(bin, src, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	filePort, envPort := freePort(t), freePort(t)
+	filePort, envPort := nodeproc.FreePort(t), nodeproc.FreePort(t)
 	data := t.TempDir()
-	ini := "[server]\nhost = 127.0.0.1\nhttpPort = " + strconv.Itoa(filePort) + "\nrpcPort = " + strconv.Itoa(freePort(t)) +
+	ini := "[server]\nhost = 127.0.0.1\nhttpPort = " + strconv.Itoa(filePort) + "\nrpcPort = " + strconv.Itoa(nodeproc.FreePort(t)) +
 		"\ndataDir = " + data + "\n[log]\nlevel = warn\n"
 	if err := os.WriteFile(filepath.Join(dir, "conf.ini"), []byte(ini), 0o644); err != nil {
 		t.Fatal(err)

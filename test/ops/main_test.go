@@ -13,19 +13,17 @@ package ops
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/go-websocket/go-websocket/test/internal/nodeproc"
 )
 
 var (
@@ -38,63 +36,20 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	root, err := repoRoot()
+	root, err := nodeproc.RepoRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ops:", err)
 		return 1
 	}
 	confPath = filepath.Join(root, "conf.ini")
-	if p := os.Getenv("OPS_GOWS_BIN"); p != "" {
-		binPath = p
-	} else {
-		dir, err := os.MkdirTemp("", "gows-ops-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "ops:", err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		binPath = filepath.Join(dir, "go-websocket")
-		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", binPath, ".")
-		cmd.Dir = root
-		out, err := cmd.CombinedOutput()
-		cancel()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "ops: go build -o BIN . in %s: %v\n%s\n", root, err, out)
-			return 1
-		}
+	bin, cleanup, err := nodeproc.ServerBinary(root, "OPS_GOWS_BIN", "gows-ops-bin-")
+	defer cleanup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ops:", err)
+		return 1
 	}
+	binPath = bin
 	return m.Run()
-}
-
-// repoRoot walks up from the working directory to the module's go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for i := 0; i < 32; i++ {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.Contains(b, []byte("module github.com/go-websocket/go-websocket\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	return "", errors.New("no go.mod of github.com/go-websocket/go-websocket above the working directory")
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // node is one server process.
@@ -113,11 +68,11 @@ var httpClient = &http.Client{Timeout: 10 * time.Second}
 // /healthz answers 200. The node is stopped when the test ends.
 func startNode(t *testing.T, env map[string]string) *node {
 	t.Helper()
-	port := freePort(t)
+	port := nodeproc.FreePort(t)
 	full := map[string]string{
 		"GOWS_SERVER_HOST":     "127.0.0.1",
 		"GOWS_SERVER_HTTPPORT": strconv.Itoa(port),
-		"GOWS_SERVER_RPCPORT":  strconv.Itoa(freePort(t)),
+		"GOWS_SERVER_RPCPORT":  strconv.Itoa(nodeproc.FreePort(t)),
 		"GOWS_SERVER_DATADIR":  t.TempDir(),
 		"GOWS_LOG_LEVEL":       "warn",
 		"GOWS_CLUSTER_ENABLED": "false",
@@ -126,14 +81,7 @@ func startNode(t *testing.T, env map[string]string) *node {
 		full[k] = v
 	}
 	cmd := exec.Command(binPath, "-c", confPath)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(strings.ToUpper(kv), "GOWS_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	for k, v := range full {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
+	cmd.Env = nodeproc.Env(full)
 	n := &node{t: t, cmd: cmd, out: &bytes.Buffer{}, done: make(chan error, 1),
 		url: "http://127.0.0.1:" + strconv.Itoa(port), ws: "ws://127.0.0.1:" + strconv.Itoa(port)}
 	cmd.Stdout = &lockedWriter{w: n.out}
@@ -184,14 +132,7 @@ func (n *node) stop() int {
 		err = <-n.done
 	}
 	n.done <- err // later calls see the same
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ee):
-		return ee.ExitCode()
-	}
-	return -2
+	return nodeproc.ExitCode(err)
 }
 
 func (n *node) output() string {

@@ -1,9 +1,7 @@
 package security
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -11,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,10 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-websocket/go-websocket/test/internal/nodeproc"
 	"go.uber.org/goleak"
 )
-
-const modulePath = "github.com/go-websocket/go-websocket"
 
 var (
 	binPath  string // the server binary under test, built by TestMain
@@ -55,7 +51,7 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	root, err := findRepoRoot()
+	root, err := nodeproc.RepoRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "security:", err)
 		return 1
@@ -66,29 +62,13 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "security: conf.ini not found:", err)
 		return 1
 	}
-	dir, err := os.MkdirTemp("", "gows-security-bin-")
+	bin, cleanup, err := nodeproc.ServerBinary(root, "", "gows-security-bin-")
+	defer cleanup()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "security:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	binPath = filepath.Join(dir, "go-websocket")
-	build := func(extra ...string) ([]byte, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-		defer cancel()
-		args := append(append([]string{"build"}, extra...), "-o", binPath, ".")
-		cmd := exec.CommandContext(ctx, "go", args...)
-		cmd.Dir = root
-		return cmd.CombinedOutput()
-	}
-	out, err := build()
-	if err != nil && strings.Contains(string(out), "VCS status") {
-		out, err = build("-buildvcs=false")
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "security: go build -o BIN . in %s failed: %v\n%s\n", root, err, out)
-		return 1
-	}
+	binPath = bin
 
 	code := m.Run()
 	if code == 0 {
@@ -100,30 +80,6 @@ func runMain(m *testing.M) int {
 	return code
 }
 
-// findRepoRoot walks up from the working directory to the module's go.mod.
-func findRepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for i := 0; i < 64; i++ {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil {
-			sc := bufio.NewScanner(bytes.NewReader(b))
-			for sc.Scan() {
-				if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "module" && f[1] == modulePath {
-					return dir, nil
-				}
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	return "", fmt.Errorf("no go.mod of module %s above the working directory", modulePath)
-}
-
 // randHex returns n random bytes in hex: unique, greppable secrets.
 func randHex(n int) string {
 	b := make([]byte, n)
@@ -131,17 +87,6 @@ func randHex(n int) string {
 		panic(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	p := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	return p
 }
 
 // env is a set of GOWS_ overrides for one node.
@@ -208,11 +153,11 @@ func startNode(t testing.TB, e env) *node {
 }
 
 func tryStart(t testing.TB, e env, dataDir string) (*node, error) {
-	port := freePort(t)
+	port := nodeproc.FreePort(t)
 	full := env{
 		"GOWS_SERVER_HOST":         "127.0.0.1",
 		"GOWS_SERVER_HTTPPORT":     strconv.Itoa(port),
-		"GOWS_SERVER_RPCPORT":      strconv.Itoa(freePort(t)),
+		"GOWS_SERVER_RPCPORT":      strconv.Itoa(nodeproc.FreePort(t)),
 		"GOWS_SERVER_DATADIR":      dataDir,
 		"GOWS_SERVER_DRAINTIMEOUT": "3s",
 		"GOWS_LOG_LEVEL":           "info",
@@ -226,14 +171,7 @@ func tryStart(t testing.TB, e env, dataDir string) (*node, error) {
 		t.Fatalf("log file: %v", err)
 	}
 	cmd := exec.Command(binPath, "-c", confPath)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(strings.ToUpper(kv), "GOWS_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	for k, v := range full {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
+	cmd.Env = nodeproc.Env(full)
 	cmd.Dir = dataDir
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile

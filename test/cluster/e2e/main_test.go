@@ -12,21 +12,15 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/go-websocket/go-websocket/test/internal/nodeproc"
 	"go.uber.org/goleak"
 )
-
-const modulePath = "github.com/go-websocket/go-websocket"
 
 var (
 	repoRoot string
@@ -38,7 +32,7 @@ var (
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
 func runMain(m *testing.M) int {
-	root, err := findRepoRoot()
+	root, err := nodeproc.RepoRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
@@ -52,26 +46,13 @@ func runMain(m *testing.M) int {
 	}
 	missing = strings.Join(absent, ", ")
 	if missing == "" || os.Getenv("CI") != "" {
-		if p := os.Getenv("E2E_GOWS_BIN"); p != "" {
-			binPath = p
-		} else {
-			dir, err := os.MkdirTemp("", "gows-cluster-e2e-")
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "e2e:", err)
-				return 1
-			}
-			defer os.RemoveAll(dir)
-			binPath = filepath.Join(dir, "go-websocket")
-			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-			cmd := exec.CommandContext(ctx, "go", "build", "-o", binPath, ".")
-			cmd.Dir = root
-			out, err := cmd.CombinedOutput()
-			cancel()
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "e2e: go build -o BIN . in %s failed: %v\n%s\n", root, err, out)
-				return 1
-			}
+		bin, cleanup, err := nodeproc.ServerBinary(root, "E2E_GOWS_BIN", "gows-cluster-e2e-")
+		defer cleanup()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			return 1
 		}
+		binPath = bin
 	}
 	code := m.Run()
 	if code == 0 {
@@ -93,27 +74,4 @@ func requireTools(t *testing.T) {
 		t.Fatalf("CI is set but %s not installed (apt-get install -y --no-install-recommends etcd-server etcd-client nginx)", missing)
 	}
 	t.Skipf("skipping the process cluster tests: %s not installed (apt-get install -y --no-install-recommends etcd-server etcd-client nginx); they are required when CI is set", missing)
-}
-
-func findRepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for range 64 {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil {
-			sc := bufio.NewScanner(bytes.NewReader(b))
-			for sc.Scan() {
-				if strings.TrimSpace(sc.Text()) == "module "+modulePath {
-					return dir, nil
-				}
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	return "", fmt.Errorf("no go.mod of module %s above the working directory", modulePath)
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-websocket/go-websocket/test/internal/nodeproc"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -122,31 +122,10 @@ func (p *proc) log() string {
 	return string(b)
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// baseEnv is this process's environment without GOWS_ variables.
-func baseEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(strings.ToUpper(kv), "GOWS_") {
-			out = append(out, kv)
-		}
-	}
-	return out
 }
 
 // ------------------------------------------------------------------ etcd
@@ -164,7 +143,7 @@ func startEtcd(t *testing.T) *etcdProc {
 	t.Helper()
 	e := &etcdProc{t: t, dir: t.TempDir()}
 	for attempt := 0; attempt < 3; attempt++ {
-		e.port, e.peer = freePort(t), freePort(t)
+		e.port, e.peer = nodeproc.FreePort(t), nodeproc.FreePort(t)
 		if e.launch() {
 			return e
 		}
@@ -176,7 +155,7 @@ func startEtcd(t *testing.T) *etcdProc {
 // launch starts the server on e's ports and data and waits until it answers.
 func (e *etcdProc) launch() bool {
 	c, p := "http://127.0.0.1:"+strconv.Itoa(e.port), "http://127.0.0.1:"+strconv.Itoa(e.peer)
-	e.proc = startProc(e.t, "etcd", e.dir, baseEnv(), "etcd", "--name", "n1", "--data-dir", filepath.Join(e.dir, "data"),
+	e.proc = startProc(e.t, "etcd", e.dir, nodeproc.Env(nil), "etcd", "--name", "n1", "--data-dir", filepath.Join(e.dir, "data"),
 		"--listen-client-urls", c, "--advertise-client-urls", c, "--listen-peer-urls", p,
 		"--initial-advertise-peer-urls", p, "--initial-cluster", "n1="+p, "--log-level", "warn")
 	cli := e.client()
@@ -261,8 +240,8 @@ func (c *cluster) startNode(idx int) *nodeProc {
 	t := c.t
 	t.Helper()
 	for attempt := 0; attempt < 3; attempt++ {
-		httpPort, rpcPort := freePort(t), freePort(t)
-		env := append(baseEnv(),
+		httpPort, rpcPort := nodeproc.FreePort(t), nodeproc.FreePort(t)
+		env := append(nodeproc.Env(nil),
 			"GOWS_CLUSTER_ENABLED=true",
 			"GOWS_CLUSTER_SECRET="+c.secret,
 			"GOWS_CLUSTER_ETCDENDPOINTS="+c.etcd.endpoint(),
@@ -386,7 +365,7 @@ func startNginx(t *testing.T, nodes []*nodeProc) string {
 		fmt.Fprintf(&servers, "        server 127.0.0.1:%d max_fails=1 fail_timeout=5s;\n", n.httpPort)
 	}
 	conf = conf[:locs[0][0]] + servers.String() + upstreamServerRe.ReplaceAllString(conf[locs[0][0]:], "")
-	port := freePort(t)
+	port := nodeproc.FreePort(t)
 	conf = listenRe.ReplaceAllString(conf, "${1}listen 127.0.0.1:"+strconv.Itoa(port)+";")
 	conf = accessLogRe.ReplaceAllString(conf, "access_log "+filepath.Join(prefix, "access.log"))
 	var temps strings.Builder
@@ -402,7 +381,7 @@ func startNginx(t *testing.T, nodes []*nodeProc) string {
 	if os.Geteuid() == 0 {
 		global += " user root;" // workers can then use the private temp paths
 	}
-	p := startProc(t, "nginx", prefix, baseEnv(), "nginx", "-c", confPath, "-p", prefix+"/",
+	p := startProc(t, "nginx", prefix, nodeproc.Env(nil), "nginx", "-c", confPath, "-p", prefix+"/",
 		"-e", filepath.Join(prefix, "error.log"), "-g", global)
 	url := "http://127.0.0.1:" + strconv.Itoa(port)
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
