@@ -44,6 +44,22 @@ func jitter(d time.Duration) time.Duration {
 	return d + time.Duration((rand.Float64()*0.4-0.2)*float64(d))
 }
 
+// backoff waits about d (jittered; no wait when d is 0) and reports false
+// when ctx ends first.
+func backoff(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(jitter(d))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // peer is one other node: its registration and the one persistent,
 // authenticated connection to it. A goroutine (run) owns the connection: it
 // dials, proves the node answers, and redials with backoff when the
@@ -99,14 +115,8 @@ func (p *peer) run() {
 	var wait time.Duration
 	failures := 0
 	for {
-		if wait > 0 {
-			t := time.NewTimer(jitter(wait))
-			select {
-			case <-t.C:
-			case <-p.ctx.Done():
-				t.Stop()
-				return
-			}
+		if !backoff(p.ctx, wait) {
+			return
 		}
 		pc, err := p.connect()
 		if err != nil {

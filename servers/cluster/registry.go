@@ -29,14 +29,8 @@ func (c *Cluster) registerLoop() {
 	everRegistered := false
 	failures := 0
 	for {
-		if wait > 0 {
-			t := time.NewTimer(jitter(wait))
-			select {
-			case <-t.C:
-			case <-c.regCtx.Done():
-				t.Stop()
-				return
-			}
+		if !backoff(c.regCtx, wait) {
+			return
 		}
 		id, err := c.acquire(key, string(val), lease)
 		if err != nil {

@@ -25,14 +25,8 @@ func (c *Cluster) watchPeers(rev int64) {
 	prefix := c.nodesPrefix()
 	var wait time.Duration
 	for {
-		if wait > 0 {
-			t := time.NewTimer(jitter(wait))
-			select {
-			case <-t.C:
-			case <-c.ctx.Done():
-				t.Stop()
-				return
-			}
+		if !backoff(c.ctx, wait) {
+			return
 		}
 		if rev == 0 {
 			ctx, cancel := context.WithTimeout(c.ctx, c.o.EtcdTimeout)
