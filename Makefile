@@ -51,7 +51,7 @@ fuzz:
 
 # Benchmarks run briefly so they cannot rot; timings are not asserted here.
 bench:
-	go test -run '^$$' -bench . -benchtime 200x -benchmem ./servers/... ./tools/ident/ ./api/
+	go test -run '^$$' -bench . -benchtime 200x -benchmem ./servers/... ./tools/ident/ ./api/ ./routers/ ./test/cluster/
 
 smoke:
 	bash tools/wsbench/smoke.sh

@@ -414,7 +414,7 @@ func (h *Hub) broadcast(systemID, group string, f frame) int {
 // parallelChunk is the recipient count above which a broadcast is split
 // over the available processors: most frames leave by an inline write, a
 // system call each, so a big group is written by several cores at once.
-const parallelChunk = 1024
+const parallelChunk = 256
 
 // enqueueAll queues f to every client and returns how many took it. It
 // returns only when every client has been handled, so broadcasts made one
