@@ -411,9 +411,10 @@ func (h *Hub) broadcast(systemID, group string, f frame) int {
 	return n
 }
 
-// parallelChunk is the recipient count above which a broadcast is split
-// over the available processors: most frames leave by an inline write, a
-// system call each, so a big group is written by several cores at once.
+// A broadcast to more than 2*parallelChunk clients is split into parts of
+// at least parallelChunk, one goroutine per processor: most frames leave by
+// an inline write, a system call each, so a big group is written by several
+// cores at once.
 const parallelChunk = 256
 
 // enqueueAll queues f to every client and returns how many took it. It
