@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,7 +16,6 @@ import (
 	"time"
 
 	"github.com/go-websocket/go-websocket/test/internal/nodeproc"
-	"go.uber.org/goleak"
 )
 
 var (
@@ -43,51 +40,8 @@ func newTransport() *http.Transport {
 }
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	// Most tests wait on a separate server process, not on the CPU: run more
-	// of them at once than GOMAXPROCS unless -parallel was given explicitly.
-	parallelSet := false
-	flag.Visit(func(f *flag.Flag) {
-		if f.Name == "test.parallel" {
-			parallelSet = true
-		}
-	})
-	if !parallelSet {
-		_ = flag.Set("test.parallel", "8")
-	}
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	root, err := nodeproc.RepoRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	repoRoot = root
-	confPath = filepath.Join(root, "conf.ini")
-	if _, err := os.Stat(confPath); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: conf.ini not found:", err)
-		return 1
-	}
-
-	bin, cleanup, err := nodeproc.ServerBinary(root, "E2E_GOWS_BIN", "gows-e2e-bin-")
-	defer cleanup()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	binPath = bin
-
-	code := m.Run()
-
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e: goroutines leaked by the test process:", err)
-			code = 1
-		}
-	}
-	return code
+	os.Exit(nodeproc.RunSuite(m, nodeproc.Suite{Name: "e2e", BinEnv: "E2E_GOWS_BIN", TmpPattern: "gows-e2e-bin-", Parallel: 8},
+		func(root, conf, bin string) { repoRoot, confPath, binPath = root, conf, bin }))
 }
 
 // node is one server process under test.

@@ -6,13 +6,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,7 +20,6 @@ import (
 	"time"
 
 	"github.com/go-websocket/go-websocket/test/internal/nodeproc"
-	"go.uber.org/goleak"
 )
 
 var (
@@ -35,49 +32,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv(probeEnv) != "" { // this binary re-executed as the latency probe
 		os.Exit(runProbe())
 	}
-	flag.Parse()
-	// The tests wait on server processes, not on the CPU: run more of them
-	// at once than GOMAXPROCS unless -parallel was given.
-	set := false
-	flag.Visit(func(f *flag.Flag) {
-		if f.Name == "test.parallel" {
-			set = true
-		}
-	})
-	if !set {
-		_ = flag.Set("test.parallel", "8")
-	}
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	root, err := nodeproc.RepoRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "security:", err)
-		return 1
-	}
-	repoRoot = root
-	confPath = filepath.Join(root, "conf.ini")
-	if _, err := os.Stat(confPath); err != nil {
-		fmt.Fprintln(os.Stderr, "security: conf.ini not found:", err)
-		return 1
-	}
-	bin, cleanup, err := nodeproc.ServerBinary(root, "", "gows-security-bin-")
-	defer cleanup()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "security:", err)
-		return 1
-	}
-	binPath = bin
-
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "security: goroutines leaked by the test process:", err)
-			code = 1
-		}
-	}
-	return code
+	os.Exit(nodeproc.RunSuite(m, nodeproc.Suite{Name: "security", TmpPattern: "gows-security-bin-", Parallel: 8},
+		func(root, conf, bin string) { repoRoot, confPath, binPath = root, conf, bin }))
 }
 
 // randHex returns n random bytes in hex: unique, greppable secrets.

@@ -13,14 +13,18 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // ModulePath is the module whose go.mod marks the repository root.
@@ -136,4 +140,54 @@ func ExitCode(err error) int {
 		return ee.ExitCode()
 	}
 	return -2
+}
+
+// Suite describes one black-box suite for RunSuite.
+type Suite struct {
+	Name       string // prefix of its error messages
+	BinEnv     string // env var naming a prebuilt binary ("" = always build)
+	TmpPattern string // os.MkdirTemp pattern for the built binary
+	Parallel   int    // default -test.parallel when not given (0: Go's default)
+}
+
+// RunSuite is a suite's TestMain body: it finds the repository and its
+// conf.ini, gets the server binary, hands the three paths to set, runs the
+// tests and, when they pass, checks the test process leaked no goroutines.
+// It returns the exit code for os.Exit.
+func RunSuite(m *testing.M, s Suite, set func(root, conf, bin string)) int {
+	flag.Parse()
+	if s.Parallel > 0 {
+		// The tests wait on server processes, not on the CPU: run more of
+		// them at once than GOMAXPROCS unless -parallel was given.
+		given := false
+		flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+		if !given {
+			_ = flag.Set("test.parallel", strconv.Itoa(s.Parallel))
+		}
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, s.Name+":", err)
+		return 1
+	}
+	conf := filepath.Join(root, "conf.ini")
+	if _, err := os.Stat(conf); err != nil {
+		fmt.Fprintln(os.Stderr, s.Name+": conf.ini not found:", err)
+		return 1
+	}
+	bin, cleanup, err := ServerBinary(root, s.BinEnv, s.TmpPattern)
+	defer cleanup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, s.Name+":", err)
+		return 1
+	}
+	set(root, conf, bin)
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, s.Name+": goroutines leaked by the test process:", err)
+			code = 1
+		}
+	}
+	return code
 }
