@@ -10,8 +10,11 @@ const (
 const (
 	CloseNormal          = 1000 // close_client
 	CloseGoingAway       = 1001 // node shutdown, heartbeat timeout
+	CloseProtocolError   = 1002 // a client frame broke RFC 6455
+	CloseInvalidPayload  = 1007 // invalid UTF-8 where text is required
 	ClosePolicyViolation = 1008 // slow consumer
 	CloseTooBig          = 1009 // frame over the read limit
+	CloseServiceRestart  = 1012 // the node was declared gone and came back
 
 	CloseMissingSystem  = 4001
 	CloseOriginRefused  = 4003
@@ -20,16 +23,6 @@ const (
 	CloseTooManyClients = 4429
 )
 
-// Why a client left; used for metrics and logs.
-const (
-	ReasonNormal       = "normal"    // the client closed the connection
-	ReasonHeartbeat    = "heartbeat" // nothing received within pongWait
-	ReasonSlowConsumer = "slow_consumer"
-	ReasonTooBig       = "too_big"
-	ReasonShutdown     = "shutdown"
-	ReasonKicked       = "kicked" // close_client
-	ReasonWriteError   = "write_error"
-)
 
 // Limits and validation bounds.
 const (

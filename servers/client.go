@@ -79,7 +79,7 @@ func (c *Client) enqueue(f frame) bool {
 		c.mu.Unlock()
 		c.hub.slow.Add(1)
 		c.hub.metrics.SlowConsumerCloses.Inc()
-		c.close(define.ClosePolicyViolation, "slow consumer", true, define.ReasonSlowConsumer, true)
+		c.closeAsync(define.DisconnectSlowConsumer)
 		return false
 	}
 	if !c.writing && c.rc != nil && len(c.queue) == 0 {
@@ -160,11 +160,17 @@ func (c *Client) tryWrite(f frame) (int, error) {
 }
 
 // close starts closing the client once: it stops accepting frames, queues
-// the close frame (after the pending frames, or instead of them when drop is
-// set), and removes the client from the hub, which sends 1002 events. asyncLeave
-// moves that removal off the caller's goroutine (used when the close happens
-// inside a broadcast, so one slow consumer cannot recurse into another).
-func (c *Client) close(code int, text string, drop bool, reason string, asyncLeave bool) {
+// the close frame (after the pending frames, or instead of them when d.Drop
+// is set), and removes the client from the hub, which sends 1002 events.
+func (c *Client) close(d define.Disconnect) { c.closeWith(d, false) }
+
+// closeAsync is close with the hub removal moved off the caller's goroutine
+// (used when the close happens inside a broadcast, so one slow consumer
+// cannot recurse into another).
+func (c *Client) closeAsync(d define.Disconnect) { c.closeWith(d, true) }
+
+func (c *Client) closeWith(d define.Disconnect, asyncLeave bool) {
+	code, text, drop, reason := d.Code, d.Text, d.Drop, d.Reason
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -269,7 +275,7 @@ func (c *Client) writeFailed() {
 	clear(c.queue)
 	c.queue, c.spare, c.closeFrame = nil, nil, nil
 	c.mu.Unlock()
-	c.close(0, "", true, define.ReasonWriteError, false)
+	c.close(define.DisconnectWriteError)
 	c.done()
 }
 

@@ -181,7 +181,7 @@ func (h *Hub) add(c *Client) error {
 	h.metrics.Connections.WithLabelValues(c.SystemID).Inc()
 	if h.closing.Load() {
 		// shutdown may have listed the clients before this one was indexed.
-		c.close(define.CloseGoingAway, "server shutting down", false, define.ReasonShutdown, false)
+		c.close(define.DisconnectShutdown)
 	}
 	return nil
 }
@@ -561,7 +561,7 @@ func (h *Hub) drain(deadline time.Time) {
 	<-h.pingDone
 	clients := h.all()
 	for _, c := range clients {
-		c.close(define.CloseGoingAway, "server shutting down", false, define.ReasonShutdown, false)
+		c.close(define.DisconnectShutdown)
 	}
 	select {
 	case <-done:

@@ -374,7 +374,7 @@ func (n *Node) LocalUnicast(op *UnicastOp) *UnicastReply {
 			return &UnicastReply{Code: define.CodeClientOffline}
 		}
 	case OpClose:
-		c.close(define.CloseNormal, "closed by server", false, define.ReasonKicked, false)
+		c.close(define.DisconnectKicked)
 	default:
 		return &UnicastReply{Code: define.CodeInvalidRequest}
 	}

@@ -36,13 +36,13 @@ func (c *Client) readLoop() {
 	case errors.Is(err, errClosed):
 		// The close handshake is under way; close() was called already.
 	case errors.Is(err, errTooBig):
-		c.close(define.CloseTooBig, "message too big", true, define.ReasonTooBig, false)
+		c.close(define.DisconnectTooBig)
 	case errors.Is(err, errProtocol):
-		c.close(1002, "protocol error", true, define.ReasonNormal, false)
+		c.close(define.DisconnectProtocol)
 	case errors.As(err, &ne) && ne.Timeout():
-		c.close(define.CloseGoingAway, "heartbeat timeout", true, define.ReasonHeartbeat, false)
+		c.close(define.DisconnectHeartbeat)
 	default:
-		c.close(define.CloseNormal, "", false, define.ReasonNormal, false)
+		c.close(define.DisconnectConnLost)
 	}
 	c.done()
 }
@@ -149,12 +149,12 @@ func (c *Client) closeReceived(payload []byte) error {
 	case len(payload) >= 2:
 		code = int(binary.BigEndian.Uint16(payload))
 		if !validCloseCode(code) {
-			code = 1002
+			code = define.CloseProtocolError
 		}
 	case len(payload) == 1:
-		code = 1002
+		code = define.CloseProtocolError
 	}
-	c.close(code, "", false, define.ReasonNormal, false)
+	c.close(define.DisconnectClientClose.WithCode(code))
 	return errClosed
 }
 
