@@ -3,27 +3,17 @@ package setting
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/viper"
 )
 
-// iniCodec teaches viper (which no longer ships an INI decoder) the small INI
-// dialect of conf.ini: [section] headers, key = value lines, and whole-line
-// comments starting with ; or #. Keys outside a section are an error, as are
-// duplicate keys, so a typo cannot silently shadow a setting.
-type iniCodec struct{}
-
-func (iniCodec) Encode(map[string]any) ([]byte, error) {
-	return nil, errors.New("writing INI is not supported")
-}
-
-func (iniCodec) Decode(b []byte, v map[string]any) error {
-	return decodeINI(b, v)
-}
-
+// decodeINI reads the small INI dialect of conf.ini into v (section ->
+// key -> value, both lower case): [section] headers, key = value lines, and
+// whole-line comments starting with ; or #. Keys outside a section are an
+// error, as are duplicate keys, so a typo cannot silently shadow a setting.
 func decodeINI(b []byte, v map[string]any) error {
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
@@ -79,9 +69,70 @@ func decodeINI(b []byte, v map[string]any) error {
 }
 
 func newViper() *viper.Viper {
-	reg := viper.NewCodecRegistry()
-	if err := reg.RegisterCodec("ini", iniCodec{}); err != nil {
-		panic(err) // only fails for an empty format name
+	return viper.New()
+}
+
+// readINIFile reads and decodes the ini file at path.
+func readINIFile(path string) (map[string]any, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
 	}
-	return viper.NewWithOptions(viper.WithCodecRegistry(reg))
+	v := map[string]any{}
+	if err := decodeINI(b, v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// legacyKeys maps the keys of woodylan/go-websocket's conf/app.ini to the
+// keys that replace them ("" = no longer used).
+var legacyKeys = []struct{ old, new string }{
+	{"common.HttpPort", "server.httpPort"},
+	{"common.RPCPort", "server.rpcPort"},
+	{"common.Cluster", "cluster.enabled"},
+	{"common.CryptoKey", ""},
+	{"etcd.Endpoints", "cluster.etcdEndpoints"},
+}
+
+// translateLegacy moves the keys of an older configuration format in file
+// to their new names and returns one warning per key. A key of an old
+// section that has no new name is left in place (and then refused as
+// unknown).
+func translateLegacy(file map[string]any) []string {
+	var warnings []string
+	for _, l := range legacyKeys {
+		oldSection, oldKey, _ := strings.Cut(strings.ToLower(l.old), ".")
+		sec, ok := file[oldSection].(map[string]any)
+		if !ok {
+			continue
+		}
+		val, ok := sec[oldKey]
+		if !ok {
+			continue
+		}
+		delete(sec, oldKey)
+		if l.new == "" {
+			warnings = append(warnings, fmt.Sprintf("config key %s (woodylan/go-websocket) is ignored: clientIds are authenticated by server.secret, or cluster.secret in a cluster", l.old))
+			continue
+		}
+		newSection, newKey, _ := strings.Cut(strings.ToLower(l.new), ".")
+		dst, ok := file[newSection].(map[string]any)
+		if !ok {
+			dst = map[string]any{}
+			file[newSection] = dst
+		}
+		if _, set := dst[newKey]; set {
+			warnings = append(warnings, fmt.Sprintf("config key %s (woodylan/go-websocket) is ignored: %s is set too", l.old, l.new))
+			continue
+		}
+		dst[newKey] = val
+		warnings = append(warnings, fmt.Sprintf("config key %s (woodylan/go-websocket) is read as %s: rename it", l.old, l.new))
+	}
+	for _, s := range []string{"common", "etcd"} {
+		if sec, ok := file[s].(map[string]any); ok && len(sec) == 0 {
+			delete(file, s)
+		}
+	}
+	return warnings
 }

@@ -1,5 +1,21 @@
 // Package setting loads the node's configuration from conf.ini and the
 // environment (GOWS_<SECTION>_<KEY>) with viper, and validates it.
+//
+// Every key is declared once, as a field of the section structs below, with
+// struct tags:
+//
+//	ini      the key's name in conf.ini (camelCase); the section is the
+//	         ini tag of the section's field in Config
+//	default  the built-in default, in conf.ini syntax
+//	help     one line for --help
+//	min      ints: the smallest accepted value; durations: "0s" allows zero
+//	         (durations are otherwise positive)
+//	check    "port" (1-65535)
+//	oneof    space-separated accepted values (lower case)
+//
+// Defaults, environment variable names, the --help listing and the INI reader
+// all derive from these tags; a test checks that conf.ini documents exactly
+// these keys with these defaults.
 package setting
 
 import (
@@ -8,8 +24,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
-	"github.com/spf13/viper"
 )
 
 // EnvPrefix prefixes every environment override: GOWS_SERVER_HTTPPORT.
@@ -17,197 +31,123 @@ const EnvPrefix = "GOWS"
 
 // Config is the whole validated configuration.
 type Config struct {
-	Server    Server
-	WebSocket WebSocket
-	Security  Security
-	Log       Log
-	Cluster   Cluster
+	Server    Server    `ini:"server"`
+	WebSocket WebSocket `ini:"websocket"`
+	Security  Security  `ini:"security"`
+	Log       Log       `ini:"log"`
+	Cluster   Cluster   `ini:"cluster"`
+
+	warnings []string
 }
+
+// Warnings are the start-up notices of the load (keys of an older
+// configuration format that were translated or ignored).
+func (c *Config) Warnings() []string { return c.warnings }
 
 // Server is the [server] section.
 type Server struct {
-	Host         string
-	HTTPPort     int
-	RPCPort      int
-	DataDir      string
-	Secret       string
-	DrainTimeout time.Duration
-	MaxBodyBytes int64
-	Pprof        bool
+	Host         string        `ini:"host" default:"0.0.0.0" help:"interface the HTTP/WebSocket listener binds to"`
+	HTTPPort     int           `ini:"httpPort" default:"7800" check:"port" help:"HTTP port: API, WebSocket endpoint, /healthz, /readyz, /metrics"`
+	RPCPort      int           `ini:"rpcPort" default:"7900" check:"port" help:"RPC port between cluster nodes"`
+	DataDir      string        `ini:"dataDir" default:"./data" help:"where the node keeps registered systems and the generated secret"`
+	Secret       string        `ini:"secret" default:"" help:"HMAC secret of clientIds (empty: generated into dataDir/secret)"`
+	DrainTimeout time.Duration `ini:"drainTimeout" default:"10s" min:"0s" help:"how long a graceful shutdown waits for client queues to drain"`
+	MaxBodyBytes int64         `ini:"maxBodyBytes" default:"1048576" min:"1" help:"largest accepted HTTP API request body, in bytes"`
+	Pprof        bool          `ini:"pprof" default:"false" help:"serve Go's profiler under /debug/pprof/"`
 }
 
 // WebSocket is the [websocket] section.
 type WebSocket struct {
-	PingInterval            time.Duration
-	PongWait                time.Duration
-	WriteTimeout            time.Duration
-	WriteDelay              time.Duration
-	QueueLength             int
-	ReadLimit               int64
-	MembershipEvents        bool
-	EventsOffSystems        []string
-	MaxConnections          int
-	MaxConnectionsPerSystem int
+	PingInterval            time.Duration `ini:"pingInterval" default:"25s" help:"the server pings every client this often"`
+	PongWait                time.Duration `ini:"pongWait" default:"60s" help:"a client silent for this long is disconnected"`
+	WriteTimeout            time.Duration `ini:"writeTimeout" default:"10s" help:"a write that cannot complete within this time ends the connection"`
+	WriteDelay              time.Duration `ini:"writeDelay" default:"0s" min:"0s" help:"hold a client's frames this long to write them in one system call (0: at once)"`
+	QueueLength             int           `ini:"queueLength" default:"256" min:"1" help:"frames that may wait for one client (overflow: closed with 1008)"`
+	ReadLimit               int64         `ini:"readLimit" default:"8192" min:"1" help:"largest frame a client may send, in bytes (larger: closed with 1009)"`
+	MembershipEvents        bool          `ini:"membershipEvents" default:"true" help:"membership events (1001 join / 1002 leave) to group members"`
+	EventsOffSystems        []string      `ini:"eventsOffSystems" default:"" help:"comma-separated systemIds without membership events"`
+	MaxConnections          int           `ini:"maxConnections" default:"0" min:"0" help:"most WebSocket connections on this node (0: no limit)"`
+	MaxConnectionsPerSystem int           `ini:"maxConnectionsPerSystem" default:"0" min:"0" help:"most WebSocket connections of one system on this node (0: no limit)"`
 }
 
 // Security is the [security] section.
 type Security struct {
-	APITokens      []string
-	ConnectSecret  string
-	AllowedOrigins []string
-	RateLimit      float64
-	RateBurst      int
+	APITokens      []string `ini:"apiTokens" default:"" help:"comma-separated API tokens (empty: the API is open)"`
+	ConnectSecret  string   `ini:"connectSecret" default:"" help:"HS256 secret of connect tokens (empty: anyone may connect)"`
+	AllowedOrigins []string `ini:"allowedOrigins" default:"*" help:"comma-separated browser origins allowed to connect (* any)"`
+	RateLimit      float64  `ini:"rateLimit" default:"0" help:"API requests per second per system (0: no limit)"`
+	RateBurst      int      `ini:"rateBurst" default:"0" min:"0" help:"burst of API requests allowed above rateLimit"`
 }
 
 // Log is the [log] section.
 type Log struct {
-	Level  string
-	Format string
+	Level  string `ini:"level" default:"info" oneof:"debug info warn error" help:"debug, info, warn or error"`
+	Format string `ini:"format" default:"console" oneof:"console json" help:"console (readable) or json"`
 }
 
 // Cluster is the [cluster] section.
 type Cluster struct {
-	Enabled         bool
-	EtcdEndpoints   []string
-	EtcdDialTimeout time.Duration
-	EtcdUsername    string
-	EtcdPassword    string
-	EtcdCertFile    string
-	EtcdKeyFile     string
-	EtcdCAFile      string
-	RPCAdvertise    string
-	HTTPAdvertise   string
-	LeaseTTL        int
-	KeyPrefix       string
-	Secret          string
-	RPCTimeout      time.Duration
-}
-
-// defaults mirror the shipped conf.ini, so a node runs even without the file's keys.
-var defaults = map[string]any{
-	"server.host":                       "0.0.0.0",
-	"server.httpport":                   7800,
-	"server.rpcport":                    7900,
-	"server.datadir":                    "./data",
-	"server.secret":                     "",
-	"server.draintimeout":               "10s",
-	"server.maxbodybytes":               1 << 20,
-	"server.pprof":                      false,
-	"websocket.pinginterval":            "25s",
-	"websocket.pongwait":                "60s",
-	"websocket.writetimeout":            "10s",
-	"websocket.writedelay":              "0s",
-	"websocket.queuelength":             256,
-	"websocket.readlimit":               8192,
-	"websocket.membershipevents":        true,
-	"websocket.eventsoffsystems":        "",
-	"websocket.maxconnections":          0,
-	"websocket.maxconnectionspersystem": 0,
-	"security.apitokens":                "",
-	"security.connectsecret":            "",
-	"security.allowedorigins":           "*",
-	"security.ratelimit":                0,
-	"security.rateburst":                0,
-	"log.level":                         "info",
-	"log.format":                        "console",
-	"cluster.enabled":                   false,
-	"cluster.etcdendpoints":             "127.0.0.1:2379",
-	"cluster.etcddialtimeout":           "5s",
-	"cluster.etcdusername":              "",
-	"cluster.etcdpassword":              "",
-	"cluster.etcdcertfile":              "",
-	"cluster.etcdkeyfile":               "",
-	"cluster.etcdcafile":                "",
-	"cluster.rpcadvertise":              "",
-	"cluster.httpadvertise":             "",
-	"cluster.leasettl":                  5,
-	"cluster.keyprefix":                 "/go-websocket",
-	"cluster.secret":                    "",
-	"cluster.rpctimeout":                "2s",
+	Enabled         bool          `ini:"enabled" default:"false" help:"cluster mode: nodes find each other through etcd"`
+	EtcdEndpoints   []string      `ini:"etcdEndpoints" default:"127.0.0.1:2379" help:"comma-separated etcd endpoints"`
+	EtcdDialTimeout time.Duration `ini:"etcdDialTimeout" default:"5s" help:"how long to wait for etcd at start"`
+	EtcdUsername    string        `ini:"etcdUsername" default:"" help:"etcd user name"`
+	EtcdPassword    string        `ini:"etcdPassword" default:"" help:"etcd password"`
+	EtcdCertFile    string        `ini:"etcdCertFile" default:"" help:"TLS client certificate for etcd"`
+	EtcdKeyFile     string        `ini:"etcdKeyFile" default:"" help:"TLS client key for etcd"`
+	EtcdCAFile      string        `ini:"etcdCAFile" default:"" help:"CA that signed etcd's certificate"`
+	RPCAdvertise    string        `ini:"rpcAdvertise" default:"" help:"host:port other nodes use to reach this node's RPC port"`
+	HTTPAdvertise   string        `ini:"httpAdvertise" default:"" help:"host:port shown to peers and on the dashboard for the HTTP port"`
+	LeaseTTL        int           `ini:"leaseTTL" default:"5" min:"1" help:"lease TTL of the node's registration in etcd, in seconds"`
+	KeyPrefix       string        `ini:"keyPrefix" default:"/go-websocket" help:"prefix of every key this cluster keeps in etcd"`
+	Secret          string        `ini:"secret" default:"" help:"secret shared by every node (required in a cluster)"`
+	RPCTimeout      time.Duration `ini:"rpcTimeout" default:"2s" help:"deadline of every call to another node"`
 }
 
 // Keys lists every configuration key (section.key, lower case).
 func Keys() []string {
-	keys := make([]string, 0, len(defaults))
-	for k := range defaults {
-		keys = append(keys, k)
+	keys := make([]string, 0, len(fields))
+	for _, f := range fields {
+		keys = append(keys, f.lower)
 	}
 	return keys
 }
 
 // Load reads path (an ini file; "" means defaults and environment only) and
-// the environment, and validates the result. Errors name the offending key.
+// the environment, and validates the result. Errors name the offending key
+// or environment variable.
 func Load(path string) (*Config, error) {
-	v := newViper()
-	for k, d := range defaults {
-		v.SetDefault(k, d)
+	if err := checkEnv(os.Environ()); err != nil {
+		return nil, err
 	}
-	v.SetEnvPrefix(EnvPrefix)
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-	v.AutomaticEnv()
+	v := newViper()
+	for _, f := range fields {
+		v.SetDefault(f.lower, f.Default)
+		if err := v.BindEnv(f.lower, f.Env); err != nil {
+			return nil, err
+		}
+	}
+	var warnings []string
 	if path != "" {
-		v.SetConfigFile(path)
-		v.SetConfigType("ini")
-		if err := v.ReadInConfig(); err != nil {
+		file, err := readINIFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read config %s: %w", path, err)
+		}
+		warnings = translateLegacy(file)
+		for section, keys := range file {
+			for k := range keys.(map[string]any) {
+				if _, ok := byLower[section+"."+k]; !ok {
+					return nil, fmt.Errorf("config key %s.%s: unknown key (check its spelling)", section, k)
+				}
+			}
+		}
+		if err := v.MergeConfigMap(file); err != nil {
 			return nil, fmt.Errorf("read config %s: %w", path, err)
 		}
 	}
-	for _, k := range v.AllKeys() {
-		if _, ok := defaults[k]; !ok && strings.Contains(k, ".") {
-			return nil, fmt.Errorf("config key %s: unknown key (check its spelling)", k)
-		}
-	}
+	c := &Config{warnings: warnings}
 	p := &parser{v: v}
-	c := &Config{
-		Server: Server{
-			Host:         p.str("server.host"),
-			HTTPPort:     p.port("server.httpport"),
-			RPCPort:      p.port("server.rpcport"),
-			DataDir:      p.str("server.datadir"),
-			Secret:       p.str("server.secret"),
-			DrainTimeout: p.dur("server.draintimeout", true),
-			MaxBodyBytes: int64(p.intMin("server.maxbodybytes", 1)),
-			Pprof:        p.boolean("server.pprof"),
-		},
-		WebSocket: WebSocket{
-			PingInterval:            p.dur("websocket.pinginterval", false),
-			PongWait:                p.dur("websocket.pongwait", false),
-			WriteTimeout:            p.dur("websocket.writetimeout", false),
-			WriteDelay:              p.dur("websocket.writedelay", true),
-			QueueLength:             p.intMin("websocket.queuelength", 1),
-			ReadLimit:               int64(p.intMin("websocket.readlimit", 1)),
-			MembershipEvents:        p.boolean("websocket.membershipevents"),
-			EventsOffSystems:        p.list("websocket.eventsoffsystems"),
-			MaxConnections:          p.intMin("websocket.maxconnections", 0),
-			MaxConnectionsPerSystem: p.intMin("websocket.maxconnectionspersystem", 0),
-		},
-		Security: Security{
-			APITokens:      p.list("security.apitokens"),
-			ConnectSecret:  p.str("security.connectsecret"),
-			AllowedOrigins: p.list("security.allowedorigins"),
-			RateLimit:      p.float("security.ratelimit"),
-			RateBurst:      p.intMin("security.rateburst", 0),
-		},
-		Log: Log{
-			Level:  p.oneOf("log.level", "debug", "info", "warn", "error"),
-			Format: p.oneOf("log.format", "console", "json"),
-		},
-		Cluster: Cluster{
-			Enabled:         p.boolean("cluster.enabled"),
-			EtcdEndpoints:   p.list("cluster.etcdendpoints"),
-			EtcdDialTimeout: p.dur("cluster.etcddialtimeout", false),
-			EtcdUsername:    p.str("cluster.etcdusername"),
-			EtcdPassword:    p.str("cluster.etcdpassword"),
-			EtcdCertFile:    p.str("cluster.etcdcertfile"),
-			EtcdKeyFile:     p.str("cluster.etcdkeyfile"),
-			EtcdCAFile:      p.str("cluster.etcdcafile"),
-			RPCAdvertise:    p.str("cluster.rpcadvertise"),
-			HTTPAdvertise:   p.str("cluster.httpadvertise"),
-			LeaseTTL:        p.intMin("cluster.leasettl", 1),
-			KeyPrefix:       p.str("cluster.keyprefix"),
-			Secret:          p.str("cluster.secret"),
-			RPCTimeout:      p.dur("cluster.rpctimeout", false),
-		},
+	for _, f := range fields {
+		p.set(c, f)
 	}
 	if p.err != nil {
 		return nil, p.err
@@ -216,6 +156,66 @@ func Load(path string) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// checkEnv refuses a GOWS_ variable that names no key, as a misspelled key
+// in conf.ini is refused.
+func checkEnv(environ []string) error {
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(strings.ToUpper(name), EnvPrefix+"_") {
+			continue
+		}
+		if _, ok := byEnv[name]; ok {
+			continue
+		}
+		msg := fmt.Sprintf("environment variable %s: unknown key (check its spelling", name)
+		if f, ok := byEnv[strings.ToUpper(name)]; ok {
+			msg += "; did you mean " + f.Env
+		} else if s := suggest(name); s != "" {
+			msg += "; did you mean " + s
+		}
+		return errors.New(msg + ")")
+	}
+	return nil
+}
+
+// suggest names the environment variable closest to name (one edit, a
+// missing or extra underscore), or "".
+func suggest(name string) string {
+	n := strings.ReplaceAll(strings.ToUpper(name), "_", "")
+	best, bestD := "", 3
+	for _, f := range fields {
+		if d := distance(n, strings.ReplaceAll(f.Env, "_", ""), bestD); d < bestD {
+			best, bestD = f.Env, d
+		}
+	}
+	return best
+}
+
+// distance is the Levenshtein distance of a and b, or limit when it is at
+// least limit.
+func distance(a, b string, limit int) int {
+	if d := len(a) - len(b); d >= limit || -d >= limit {
+		return limit
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return min(prev[len(b)], limit)
 }
 
 func (c *Config) check() error {
@@ -255,128 +255,3 @@ func (c *Config) check() error {
 	}
 	return nil
 }
-
-// parser converts keys and remembers the first error, named by its key.
-type parser struct {
-	v   *viper.Viper
-	err error
-}
-
-func (p *parser) fail(key, format string, args ...any) {
-	if p.err == nil {
-		p.err = fmt.Errorf("config key %s: %s", displayKey(key), fmt.Sprintf(format, args...))
-	}
-}
-
-func (p *parser) raw(key string) string {
-	return strings.TrimSpace(fmt.Sprint(p.v.Get(key)))
-}
-
-func (p *parser) str(key string) string { return p.raw(key) }
-
-func (p *parser) list(key string) []string {
-	var out []string
-	for _, s := range strings.Split(p.raw(key), ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func (p *parser) integer(key string) (int, bool) {
-	var n int
-	s := p.raw(key)
-	if _, err := fmt.Sscan(s, &n); err != nil || fmt.Sprint(n) != strings.TrimPrefix(s, "+") {
-		p.fail(key, "%q is not an integer", s)
-		return 0, false
-	}
-	return n, true
-}
-
-func (p *parser) intMin(key string, min int) int {
-	n, ok := p.integer(key)
-	if ok && n < min {
-		p.fail(key, "%d is below the minimum %d", n, min)
-	}
-	return n
-}
-
-func (p *parser) port(key string) int {
-	n, ok := p.integer(key)
-	if ok && (n < 1 || n > 65535) {
-		p.fail(key, "%d is not a port (1-65535)", n)
-	}
-	return n
-}
-
-func (p *parser) float(key string) float64 {
-	var f float64
-	s := p.raw(key)
-	if _, err := fmt.Sscan(s, &f); err != nil {
-		p.fail(key, "%q is not a number", s)
-	}
-	return f
-}
-
-func (p *parser) dur(key string, allowZero bool) time.Duration {
-	s := p.raw(key)
-	d, err := time.ParseDuration(s)
-	switch {
-	case err != nil:
-		p.fail(key, "%q is not a duration (e.g. 500ms, 25s, 2m)", s)
-	case d < 0 || (d == 0 && !allowZero):
-		p.fail(key, "%s must be positive", s)
-	}
-	return d
-}
-
-func (p *parser) boolean(key string) bool {
-	switch strings.ToLower(p.raw(key)) {
-	case "true", "1", "yes", "on":
-		return true
-	case "false", "0", "no", "off", "":
-		return false
-	}
-	p.fail(key, "%q is not a boolean (true or false)", p.raw(key))
-	return false
-}
-
-func (p *parser) oneOf(key string, allowed ...string) string {
-	s := strings.ToLower(p.raw(key))
-	for _, a := range allowed {
-		if s == a {
-			return s
-		}
-	}
-	p.fail(key, "%q is not one of %s", p.raw(key), strings.Join(allowed, ", "))
-	return s
-}
-
-// displayKey restores the camelCase spelling of conf.ini for messages.
-func displayKey(key string) string {
-	if d, ok := display[key]; ok {
-		return d
-	}
-	return key
-}
-
-var display = func() map[string]string {
-	names := []string{
-		"server.host", "server.httpPort", "server.rpcPort", "server.dataDir", "server.secret",
-		"server.drainTimeout", "server.maxBodyBytes", "server.pprof", "websocket.pingInterval", "websocket.pongWait",
-		"websocket.writeTimeout", "websocket.writeDelay", "websocket.queueLength", "websocket.readLimit",
-		"websocket.membershipEvents", "websocket.eventsOffSystems", "websocket.maxConnections",
-		"websocket.maxConnectionsPerSystem", "security.apiTokens", "security.connectSecret",
-		"security.allowedOrigins", "security.rateLimit", "security.rateBurst", "log.level",
-		"log.format", "cluster.enabled", "cluster.etcdEndpoints", "cluster.etcdDialTimeout",
-		"cluster.etcdUsername", "cluster.etcdPassword", "cluster.etcdCertFile", "cluster.etcdKeyFile",
-		"cluster.etcdCAFile", "cluster.rpcAdvertise", "cluster.httpAdvertise", "cluster.leaseTTL",
-		"cluster.keyPrefix", "cluster.secret", "cluster.rpcTimeout",
-	}
-	m := make(map[string]string, len(names))
-	for _, n := range names {
-		m[strings.ToLower(n)] = n
-	}
-	return m
-}()
