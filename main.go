@@ -20,6 +20,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/go-websocket/go-websocket/pkg/limiter"
 	"github.com/go-websocket/go-websocket/pkg/logger"
@@ -31,8 +32,23 @@ import (
 	"github.com/go-websocket/go-websocket/web"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "0.1.0-dev"
+// release is the version of this source tree. version is set at build time
+// with -ldflags "-X main.version=..." (git describe); when that names no
+// release tag (a bare commit, "dev" or nothing), --version shows release with
+// the build's own version beside it.
+const release = "v0.2.0"
+
+var version = release
+
+// versionString is what --version and the start-up log show.
+func versionString() string {
+	switch {
+	case strings.HasPrefix(version, "v"):
+		return version
+	default:
+		return release + " (" + version + ")"
+	}
+}
 
 const usage = `go-websocket: a distributed WebSocket push service.
 
@@ -45,12 +61,16 @@ group or a whole system; browsers connect to /api/websocket/ws?systemId=S.
 
 Flags:
   -c path     configuration file (default: conf.ini beside the binary, then
-              ./conf.ini; without one, built-in defaults apply)
+              ./conf.ini, then ./conf/app.ini; without one, built-in
+              defaults apply)
   --version   print the version and exit
   --help      print this help and exit
 
 Every configuration key can be overridden by an environment variable
-GOWS_<SECTION>_<KEY>, e.g. GOWS_SERVER_HTTPPORT=8000. See conf.ini.
+GOWS_<SECTION>_<KEY>, e.g. GOWS_SERVER_HTTPPORT=8000; a GOWS_ variable that
+names no key stops start-up. Durations use Go syntax (500ms, 25s, 2m).
+
+Configuration keys (conf.ini: [section] key = default, environment variable):
 `
 
 func main() {
@@ -59,18 +79,21 @@ func main() {
 
 func run(args []string) int {
 	fs := flag.NewFlagSet("go-websocket", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, usage) }
+	// The flag package prints a parse error itself; usage goes to stdout,
+	// once, only when asked for.
+	fs.Usage = func() {}
 	confPath := fs.String("c", "", "configuration file")
 	showVersion := fs.Bool("version", false, "print the version")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(os.Stdout, usage)
+			fmt.Fprint(os.Stdout, usage+setting.Help())
 			return 0
 		}
+		fmt.Fprintln(os.Stderr, "go-websocket --help shows the usage")
 		return 2
 	}
 	if *showVersion {
-		fmt.Println("go-websocket", version)
+		fmt.Println("go-websocket", versionString())
 		return 0
 	}
 	path := *confPath
@@ -88,15 +111,21 @@ func run(args []string) int {
 		return 1
 	}
 	defer func() { _ = log.Sync() }()
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
 	if err := serve(cfg, path, log); err != nil {
-		log.Error("go-websocket stopped", zap.Error(err))
+		// The message says what went wrong; a stack trace of main would
+		// only hide it.
+		log.WithOptions(zap.AddStacktrace(zapcore.FatalLevel)).Error("go-websocket stopped", zap.Error(err))
 		return 1
 	}
 	return 0
 }
 
 // defaultConfPath prefers conf.ini beside the binary, then in the working
-// directory; "" when neither exists.
+// directory, then the conf/app.ini of woodylan/go-websocket (its keys are
+// read with a warning each); "" when none exists.
 func defaultConfPath() string {
 	if exe, err := os.Executable(); err == nil {
 		p := filepath.Join(filepath.Dir(exe), "conf.ini")
@@ -104,8 +133,10 @@ func defaultConfPath() string {
 			return p
 		}
 	}
-	if _, err := os.Stat("conf.ini"); err == nil {
-		return "conf.ini"
+	for _, p := range []string{"conf.ini", filepath.Join("conf", "app.ini")} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
 	}
 	return ""
 }
@@ -177,6 +208,9 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 	lc := net.ListenConfig{KeepAlive: -1}
 	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("listen on %s (config key server.httpPort): the port is already in use by another process: stop it or choose another port", addr)
+		}
 		return fmt.Errorf("listen on %s (config key server.httpPort): %w", addr, err)
 	}
 	node.SetHTTPAddr(advertisedHTTP(cfg, ln.Addr()))
@@ -196,7 +230,7 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 	}
 	warnOpen(cfg, log)
 	log.Info("go-websocket started",
-		zap.String("version", version), zap.String("config", confPath), zap.String("http", ln.Addr().String()),
+		zap.String("version", versionString()), zap.String("config", confPath), zap.String("http", ln.Addr().String()),
 		zap.String("node", node.ID().String()), zap.String("dataDir", cfg.Server.DataDir),
 		zap.Bool("cluster", cfg.Cluster.Enabled))
 
@@ -209,7 +243,7 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 	case err := <-serveErr:
 		return fmt.Errorf("http server: %w", err)
 	case s := <-sig:
-		log.Info("shutting down", zap.String("signal", s.String()), zap.Duration("drainTimeout", cfg.Server.DrainTimeout))
+		log.Info("shutting down", zap.String("signal", s.String()), zap.Stringer("drainTimeout", cfg.Server.DrainTimeout))
 	}
 	deadline := time.Now().Add(cfg.Server.DrainTimeout)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
