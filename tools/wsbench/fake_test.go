@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +43,11 @@ func (f *fakeConn) send(b []byte) {
 // send_to_group, send_to_client, send_to_system. It sends a 1001 event to a
 // client that joins a group, and drops every dropEvery-th group delivery
 // (0: none).
+//
+// With batch > 1 (set before the first request), send_to_group calls are
+// held until batch of them are in flight; then the batch is delivered in
+// descending seq order (the order a single sequence would call reordered)
+// and every call of it is answered. seqs records the order delivered.
 type fakeGows struct {
 	t         *testing.T
 	dropEvery int64
@@ -49,6 +56,41 @@ type fakeGows struct {
 	groups    map[string][]string
 	n         atomic.Int64
 	delivered atomic.Int64
+
+	batch   int
+	bmu     sync.Mutex
+	pending [][]byte
+	flushed chan struct{} // closed when the pending batch was delivered
+	batches int
+	seqs    []uint64
+}
+
+// joinBatch adds data to the pending batch. The call that fills it gets
+// the whole batch back (to deliver, then close done); the others get the
+// channel to wait on.
+func (f *fakeGows) joinBatch(data []byte) (full [][]byte, done, wait chan struct{}) {
+	f.bmu.Lock()
+	defer f.bmu.Unlock()
+	if f.flushed == nil {
+		f.flushed = make(chan struct{})
+	}
+	f.pending = append(f.pending, data)
+	if len(f.pending) < f.batch {
+		return nil, nil, f.flushed
+	}
+	full, done = f.pending, f.flushed
+	f.pending, f.flushed = nil, make(chan struct{})
+	f.batches++
+	slices.SortFunc(full, func(a, b []byte) int {
+		pa, _ := parsePayload(a)
+		pb, _ := parsePayload(b)
+		return cmp.Compare(pb.Seq, pa.Seq)
+	})
+	for _, d := range full {
+		p, _ := parsePayload(d)
+		f.seqs = append(f.seqs, p.Seq)
+	}
+	return full, done, nil
 }
 
 var upgrader = websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
@@ -113,6 +155,19 @@ func (f *fakeGows) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		push(c, 1001, []byte(`{"clientId":"`+body.ClientID+`","groupName":"g","userId":"","extend":""}`))
 		reply(0, map[string]any{})
 	case "/api/websocket/send_to_group", "/api/websocket/send_to_system":
+		datas := [][]byte{body.Data}
+		var done chan struct{}
+		if f.batch > 1 && r.URL.Path == "/api/websocket/send_to_group" {
+			var wait chan struct{}
+			datas, done, wait = f.joinBatch(body.Data)
+			if wait != nil {
+				select {
+				case <-wait:
+				case <-r.Context().Done():
+					return
+				}
+			}
+		}
 		f.mu.Lock()
 		var targets []*fakeConn
 		if r.URL.Path == "/api/websocket/send_to_group" {
@@ -125,11 +180,16 @@ func (f *fakeGows) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		f.mu.Unlock()
-		for _, c := range targets {
-			if k := f.delivered.Add(1); f.dropEvery > 0 && k%f.dropEvery == 0 {
-				continue
+		for _, data := range datas {
+			for _, c := range targets {
+				if k := f.delivered.Add(1); f.dropEvery > 0 && k%f.dropEvery == 0 {
+					continue
+				}
+				push(c, 0, data)
 			}
-			push(c, 0, body.Data)
+		}
+		if done != nil {
+			close(done)
 		}
 		reply(0, map[string]any{"messageId": "x", "recipients": len(targets)})
 	case "/api/websocket/send_to_client":
@@ -199,6 +259,43 @@ func TestFanoutAgainstFakeGows(t *testing.T) {
 	}
 	if !strings.Contains(out, "GOWS_WEBSOCKET_EVENTSOFFSYSTEMS") {
 		t.Error("no hint about membership events")
+	}
+}
+
+// Four publishers on a server that delivers each round of their calls in
+// descending seq order: every publisher's messages still arrive in order, so
+// nothing is out of order per publisher, while one sequence over all of
+// them would count reorderings. Two client processes: the lanes reach the
+// remote shards too.
+func TestFanoutConcurrentPublishers(t *testing.T) {
+	f, url := newFakeGows(t, 0)
+	f.batch = 4
+	code, res, out := runTool(t, "fanout", "-url", url, "-clients", "10", "-messages", "40", "-publishers", "4",
+		"-procs", "2", "-strict")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if num(t, res, "publishers") != 4 || !strings.Contains(out, "by 4 concurrent publishers") {
+		t.Errorf("publishers not reported: %v", res)
+	}
+	if num(t, res, "delivered") != 400 || num(t, res, "lost") != 0 || num(t, res, "dup") != 0 || num(t, res, "ooo") != 0 {
+		t.Errorf("deliveries: %v", res)
+	}
+	f.bmu.Lock()
+	batches, seqs := f.batches, slices.Clone(f.seqs)
+	f.bmu.Unlock()
+	if batches != 10 || len(seqs) != 40 {
+		t.Fatalf("server saw %d batches of 4 concurrent calls (%d messages), want 10 (40)", batches, len(seqs))
+	}
+	// the delivered order is a real test: one lane finds reorderings in it
+	one, four := newSeqTracker(1), newSeqTracker(4)
+	var c1, c4 seqCounts
+	for _, s := range seqs {
+		c1.add(one.observe(s))
+		c4.add(four.observe(s))
+	}
+	if c1.OOO != 30 || c4.OOO != 0 || c4.Unique != 40 {
+		t.Errorf("delivered order %v: one lane ooo %d (want 30), four lanes %+v", seqs, c1.OOO, c4)
 	}
 }
 

@@ -30,6 +30,7 @@ type Config struct {
 	Messages    int
 	Size        int
 	Workers     int
+	Publishers  int
 	Rate        float64
 	Group       string
 	Broadcasts  int
@@ -85,7 +86,8 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.IntVar(&c.Messages, "messages", 0, "fanout: messages published to the group (default 200); unicast, cluster: send_to_client calls (20000, 2000)")
 	fs.IntVar(&c.Size, "size", 64, "payload `BYTES`: the JSON object in data, padded (at least ~42: run id, seq, timestamp)")
 	fs.IntVar(&c.Workers, "workers", 16, "unicast/cluster: concurrent keep-alive HTTP workers")
-	fs.Float64Var(&c.Rate, "rate", 0, "fixed publish `RATE` in requests/s over all workers (0: as fast as possible)")
+	fs.IntVar(&c.Publishers, "publishers", 1, "fanout: concurrent publishers, each on its own keep-alive HTTP connection, together sending -messages; order is checked per publisher")
+	fs.Float64Var(&c.Rate, "rate", 0, "fixed publish `RATE` in requests/s over all workers or publishers (0: as fast as possible)")
 	fs.StringVar(&c.Group, "group", "bench-g", "fanout: group name (gows) or channel (centrifugo)")
 	fs.IntVar(&c.Broadcasts, "broadcasts", 1, "cluster: send_to_system messages before the unicast phase")
 	fs.BoolVar(&c.Cross, "cross", false, "unicast with several -url: call the API on another node than the client's (cluster does this always)")
@@ -115,11 +117,14 @@ Usage:
 
 Scenarios:
   fanout         -clients connections join one group; -messages send_to_group
-                 calls are published one after another; every client must get
-                 every message. Reports deliveries/s, server CPU-us per
-                 delivery, p50/p99 publish-to-receive latency, lost/dup/out-of-
-                 order. Start the server with membership events off for the
-                 bench system, or binding N clients costs N^2/2 event frames:
+                 calls are published one after another, or by -publishers
+                 concurrent publishers (each message of one publisher must
+                 arrive in order, those of different publishers may
+                 interleave); every client must get every message. Reports
+                 deliveries/s, server CPU-us per delivery, p50/p99 publish-
+                 to-receive latency, lost/dup/out-of-order. Start the server
+                 with membership events off for the bench system, or binding
+                 N clients costs N^2/2 event frames:
                    GOWS_WEBSOCKET_EVENTSOFFSYSTEMS=bench   (or
                    GOWS_WEBSOCKET_MEMBERSHIPEVENTS=false)
                  Event frames (code 1001/1002) are never counted as deliveries.
@@ -162,6 +167,7 @@ Examples:
   GOWS_WEBSOCKET_EVENTSOFFSYSTEMS=bench ./go-websocket -c conf.ini &
 
   wsbench fanout  -url 127.0.0.1:7800 -pid $(pgrep -n go-websocket) -clients 1000 -messages 200 -size 64
+  wsbench fanout  -url 127.0.0.1:7800 -pid 1234 -clients 1000 -messages 200 -publishers 16  # concurrent
   wsbench unicast -url 127.0.0.1:7800 -pid 1234 -clients 2000 -messages 20000 -workers 16
   wsbench unicast -url 127.0.0.1:7800 -pid 1234 -rate 5000 -messages 50000    # fixed rate
   wsbench idle    -url 127.0.0.1:7800 -pid 1234 -clients 19000 -src 127.0.0.2-127.0.0.9 -duration 30s
@@ -181,7 +187,7 @@ var flagGroups = []struct {
 	names []string
 }{
 	{"Target", []string{"scenario", "target", "url", "system", "token", "connect-token", "api-key", "pid"}},
-	{"Load", []string{"clients", "messages", "size", "workers", "rate", "group", "broadcasts", "cross", "count", "concurrency"}},
+	{"Load", []string{"clients", "messages", "size", "workers", "publishers", "rate", "group", "broadcasts", "cross", "count", "concurrency"}},
 	{"Connections", []string{"src", "procs", "dial-concurrency", "connect-rate"}},
 	{"Time bounds", []string{"duration", "drain", "settle", "timeout"}},
 	{"Output", []string{"progress", "quiet", "strict"}},
@@ -332,6 +338,10 @@ func (c *Config) finish() error {
 		return fmt.Errorf("-size %d: want 0..%d", c.Size, maxSize)
 	case c.Workers < 1 || c.Workers > 1024:
 		return fmt.Errorf("-workers %d: want 1..1024", c.Workers)
+	case c.Publishers < 1 || c.Publishers > maxLanes:
+		return fmt.Errorf("-publishers %d: want 1..%d", c.Publishers, maxLanes)
+	case c.Publishers > 1 && c.Scenario != "fanout":
+		return fmt.Errorf("-publishers applies to the fanout scenario only")
 	case c.Rate < 0:
 		return fmt.Errorf("-rate %g: must not be negative", c.Rate)
 	case c.ConnectRate < 0:

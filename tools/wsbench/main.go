@@ -118,7 +118,7 @@ func newRunner(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (*run
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	r.run = hex.EncodeToString(b[:])
-	r.api = newAPI(cfg.Target, cfg.System, cfg.Token, cfg.APIKey, cfg.Workers+4)
+	r.api = newAPI(cfg.Target, cfg.System, cfg.Token, cfg.APIKey, max(cfg.Workers, cfg.Publishers)+4)
 	tty := false
 	if f, ok := stderr.(*os.File); ok {
 		tty = isTerminal(f)
@@ -206,6 +206,7 @@ func (r *runner) startShards(mode string, clients int, group string, perClient b
 			Start: start, Count: counts[p], Group: group, PerClientChannel: perClient,
 			Run: r.run, DialConc: r.cfg.DialConc, ConnectRate: r.cfg.ConnectRate / float64(procs),
 			Deadline: deadline, ProgressEvery: 100 * time.Millisecond,
+			Lanes: r.cfg.Publishers,
 		}
 		if mode == "churn" {
 			sc.Start = p * 1_000_003 // any offset: only used to rotate sources and nodes

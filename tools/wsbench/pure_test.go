@@ -347,6 +347,76 @@ func TestSeqTrackerRandomPermutation(t *testing.T) {
 	}
 }
 
+func TestSeqTrackerLanes(t *testing.T) {
+	// three publishers: lane = seq % 3. Interleaving lanes is in order;
+	// going back within a lane is not.
+	tr := newSeqTracker(3)
+	var c seqCounts
+	seq := []uint64{2, 0, 1, 5, 3, 4, 8, 6, 7, 3, 11, 10, 9, 14, 12, 13, 17, 16, 15}
+	want := []seqVerdict{
+		seqNew, seqNew, seqNew, // 2 0 1: three lanes, first of each
+		seqNew, seqNew, seqNew, // 5 3 4
+		seqNew, seqNew, seqNew, // 8 6 7
+		seqDup,                 // 3 again
+		seqNew, seqNew, seqNew, // 11 10 9
+		seqNew, seqNew, seqNew, // 14 12 13
+		seqNew, seqNew, seqNew, // 17 16 15
+	}
+	for i, s := range seq {
+		if v := tr.observe(s); v != want[i] {
+			t.Errorf("observe(%d) #%d = %d, want %d", s, i, v, want[i])
+		}
+	}
+	// real reorderings within a lane: 23 before 20 (lane 2), 21 after 24
+	// (lane 0), 22 in order (lane 1); a replay of 20 is a dup
+	for _, s := range []uint64{23, 20, 24, 21, 22, 20, maxTrackedSeq + 1} {
+		c.add(tr.observe(s))
+	}
+	if c.Unique != 5 || c.OOO != 2 || c.Dup != 1 || c.Bad != 1 {
+		t.Errorf("lanes: counts %+v, want unique 5, ooo 2, dup 1, bad 1", c)
+	}
+	// the same arrivals on one lane: every step back counts
+	one := newSeqTracker(1)
+	var c1 seqCounts
+	for _, s := range seq {
+		c1.add(one.observe(s))
+	}
+	if c1.OOO != 12 || c1.Dup != 1 {
+		t.Errorf("one lane: counts %+v, want ooo 12, dup 1", c1)
+	}
+	// the zero value and out-of-range lane counts
+	var zero seqTracker
+	if zero.observe(5) != seqNew || zero.observe(4) != seqOOO {
+		t.Error("zero value is not one lane")
+	}
+	if tr := newSeqTracker(0); tr.lanes != 1 {
+		t.Errorf("newSeqTracker(0).lanes = %d", tr.lanes)
+	}
+	if tr := newSeqTracker(maxLanes * 4); tr.lanes != maxLanes {
+		t.Errorf("newSeqTracker(big).lanes = %d", tr.lanes)
+	}
+}
+
+func TestSeqTrackerLanesRandomInterleaving(t *testing.T) {
+	// publishers each send their seqs k*n+p in order; a random merge of
+	// them has no reordering per lane, and every seq is unique
+	const n, per = 16, 300
+	next := make([]int, n)
+	tr := newSeqTracker(n)
+	var c seqCounts
+	for range n * per {
+		p := rand.IntN(n)
+		for next[p] == per {
+			p = (p + 1) % n
+		}
+		c.add(tr.observe(uint64(next[p]*n + p)))
+		next[p]++
+	}
+	if c.Unique != n*per || c.OOO != 0 || c.Dup != 0 {
+		t.Fatalf("counts %+v, want unique %d and nothing else", c, n*per)
+	}
+}
+
 // ---------------------------------------------------------------- loopback
 
 func fakeLookup(m map[string][]string) lookupFunc {
@@ -501,6 +571,13 @@ func TestParseArgs(t *testing.T) {
 	if err != nil || c.Scenario != "idle" || c.Clients != 1000 || c.Duration != 10*time.Second {
 		t.Errorf("idle: %+v %v", c, err)
 	}
+	if c != nil && c.Publishers != 1 {
+		t.Errorf("default publishers %d, want 1", c.Publishers)
+	}
+	c, err = parseArgs([]string{"fanout", "-publishers", "16"}, &out)
+	if err != nil || c.Publishers != 16 {
+		t.Errorf("publishers: %+v %v", c, err)
+	}
 	c, err = parseArgs([]string{"connect-churn", "-count", "100"}, &out)
 	if err != nil || c.Count != 100 {
 		t.Errorf("churn: %+v %v", c, err)
@@ -521,6 +598,9 @@ func TestParseArgs(t *testing.T) {
 		{"fanout", "-pid", "x"},
 		{"fanout", "-src", "10.0.0.1"},
 		{"fanout", "-procs", "0"},
+		{"fanout", "-publishers", "0"},
+		{"fanout", "-publishers", "1025"},
+		{"unicast", "-publishers", "2"},
 		{"fanout", "-bogus"},
 	}
 	for _, args := range bad {

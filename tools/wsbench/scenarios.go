@@ -51,6 +51,17 @@ func (ps *publishStats) merge(o *publishStats) {
 // broadcast publishes n messages (seq seq0..seq0+n-1) one after another
 // with publish(data) -> recipients, at -rate, for at most -duration.
 func (r *runner) broadcast(label string, n int, seq0 uint64, publish func(ctx context.Context, data []byte) (int, error)) *publishStats {
+	return r.broadcastConcurrent(label, n, seq0, 1, publish)
+}
+
+// broadcastConcurrent publishes n messages from `publishers` goroutines at
+// once (the HTTP client gives each call in flight its own keep-alive
+// connection), each at -rate/publishers, for at most -duration. Publisher p
+// sends seqs seq0+p, seq0+p+publishers, seq0+p+2*publishers, ... one after
+// another, so a receiver that tracks order per lane (seq % publishers, with
+// seq0 a multiple of publishers) sees each publisher's messages in order.
+func (r *runner) broadcastConcurrent(label string, n int, seq0 uint64, publishers int, publish func(ctx context.Context, data []byte) (int, error)) *publishStats {
+	publishers = max(publishers, 1)
 	ps := &publishStats{start: time.Now()}
 	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Duration)
 	defer cancel()
@@ -60,30 +71,46 @@ func (r *runner) broadcast(label string, n int, seq0 uint64, publish func(ctx co
 		p := r.progress()
 		return fmt.Sprintf("sent %d/%d  recv %d  dup %d  ooo %d  dropped %d", k, n, p.Unique, p.Dup, p.OOO, p.Dropped)
 	}))
-	p := newPacer(r.cfg.Rate)
-	buf := make([]byte, 0, r.cfg.Size+64)
-	for k := range n {
-		if !p.wait(ctx) {
-			break
-		}
-		now := time.Now()
-		buf = appendPayload(buf[:0], r.run, seq0+uint64(k), now.UnixNano(), r.cfg.Size)
-		callCtx, callCancel := context.WithTimeout(ctx, 10*time.Second)
-		rec, err := publish(callCtx, buf)
-		callCancel()
-		lat.Record(int64(time.Since(now)))
-		if err != nil {
-			if ended(ctx) {
-				break
+	counts := splitCount(n, publishers)
+	results := make([]*publishStats, publishers)
+	var wg sync.WaitGroup
+	for pub := range publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st := &publishStats{}
+			results[pub] = st
+			p := newPacer(r.cfg.Rate / float64(publishers))
+			buf := make([]byte, 0, r.cfg.Size+64)
+			for k := range counts[pub] {
+				if !p.wait(ctx) {
+					return
+				}
+				now := time.Now()
+				seq := seq0 + uint64(k)*uint64(publishers) + uint64(pub)
+				buf = appendPayload(buf[:0], r.run, seq, now.UnixNano(), r.cfg.Size)
+				callCtx, callCancel := context.WithTimeout(ctx, 10*time.Second)
+				rec, err := publish(callCtx, buf)
+				callCancel()
+				lat.Record(int64(time.Since(now)))
+				if err != nil {
+					if ended(ctx) {
+						return
+					}
+					st.fail(err)
+					continue
+				}
+				st.recipients += int64(rec)
+				st.sent++
+				sent.Add(1)
 			}
-			ps.fail(err)
-			continue
-		}
-		ps.recipients += int64(rec)
-		sent.Add(1)
+		}()
 	}
-	ps.sent = sent.Load()
+	wg.Wait()
 	ps.end = time.Now()
+	for _, st := range results {
+		ps.merge(st)
+	}
 	ps.apiLat = lat.Snapshot(false)
 	return ps
 }
@@ -317,7 +344,9 @@ func (r *runner) eventsNote(rep *report, res ShardResult) {
 
 func (r *runner) fanout() (*report, bool, error) {
 	started := time.Now()
-	rep := newReport(fmt.Sprintf("wsbench fanout: 1 group x %d clients, %d messages of %d bytes", r.cfg.Clients, r.cfg.Messages, r.cfg.Size))
+	publishers := max(r.cfg.Publishers, 1)
+	rep := newReport(fmt.Sprintf("wsbench fanout: 1 group x %d clients, %d messages of %d bytes, %d publisher(s)",
+		r.cfg.Clients, r.cfg.Messages, r.cfg.Size, publishers))
 	r.header(rep)
 	if err := r.register(); err != nil {
 		return nil, false, err
@@ -337,7 +366,7 @@ func (r *runner) fanout() (*report, bool, error) {
 		return rep, true, fmt.Errorf("no client joined the group (connected %d)", ready.connected)
 	}
 	before, ok := r.sample()
-	ps := r.broadcast("fanout", r.cfg.Messages, 0, func(ctx context.Context, data []byte) (int, error) {
+	ps := r.broadcastConcurrent("fanout", r.cfg.Messages, 0, publishers, func(ctx context.Context, data []byte) (int, error) {
 		if r.cfg.Target == "centrifugo" {
 			return 0, r.api.Publish(ctx, r.urls[0], r.cfg.Group, data)
 		}
@@ -357,8 +386,13 @@ func (r *runner) fanout() (*report, bool, error) {
 	rep.row("group", "%q: %d members (%d bind errors)", r.cfg.Group, members, res.BindErrors)
 	rep.set("members", members)
 	rep.set("bind_errors", res.BindErrors)
-	rep.row("published", "%d of %d messages in %s (%s msg/s)", ps.sent, r.cfg.Messages, fmtDur(ps.end.Sub(ps.start)), fmtRate(perSec(ps.sent, ps.end.Sub(ps.start))))
+	how := "one after another"
+	if publishers > 1 {
+		how = fmt.Sprintf("by %d concurrent publishers", publishers)
+	}
+	rep.row("published", "%d of %d messages in %s (%s msg/s), %s", ps.sent, r.cfg.Messages, fmtDur(ps.end.Sub(ps.start)), fmtRate(perSec(ps.sent, ps.end.Sub(ps.start))), how)
 	rep.set("messages", ps.sent)
+	rep.set("publishers", publishers)
 	if r.cfg.Target == "gows" {
 		rep.row("recipients", "%d reported by send_to_group (%d expected)", ps.recipients, expected)
 		rep.set("recipients", ps.recipients)

@@ -56,6 +56,9 @@ type shardConfig struct {
 	ChurnConc        int           `json:"churnConc,omitempty"`
 	Deadline         time.Time     `json:"deadline"`
 	ProgressEvery    time.Duration `json:"progressEvery,omitempty"`
+	// Lanes is the number of concurrent publishers: seq s comes from
+	// publisher s % Lanes, and order is checked per publisher (0: one).
+	Lanes int `json:"lanes,omitempty"`
 }
 
 // ReadyInfo is what a shard reports once connected.
@@ -319,7 +322,7 @@ func (s *localShard) hold() {
 					continue
 				}
 				s.connLat.Record(int64(time.Since(t0)))
-				bc := &benchConn{c: c, idx: idx}
+				bc := &benchConn{c: c, idx: idx, trk: newSeqTracker(s.cfg.Lanes)}
 				s.conns[i] = bc
 				s.ids[i] = id
 				s.connected.Add(1)
