@@ -2,7 +2,6 @@ package servers
 
 import (
 	"hash/maphash"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,37 +75,7 @@ type Hub struct {
 	pingDone chan struct{}
 	stopOnce sync.Once
 
-	// Clients whose writer starts when the write delay ends.
-	pendMu  sync.Mutex
-	pending []*Client
-	armed   bool
-}
-
-// startWriter starts c's writer now, or at the end of the current write
-// delay window together with every other client that got frames meanwhile.
-func (h *Hub) startWriter(c *Client) {
-	if h.cfg.WriteDelay <= 0 {
-		go c.writeLoop()
-		return
-	}
-	h.pendMu.Lock()
-	h.pending = append(h.pending, c)
-	if !h.armed {
-		h.armed = true
-		time.AfterFunc(h.cfg.WriteDelay, h.flushPending)
-	}
-	h.pendMu.Unlock()
-}
-
-func (h *Hub) flushPending() {
-	h.pendMu.Lock()
-	list := h.pending
-	h.pending = nil
-	h.armed = false
-	h.pendMu.Unlock()
-	for _, c := range list {
-		go c.writeLoop()
-	}
+	flusher flusher
 }
 
 // NewHub returns an empty hub and starts its ping loop.
@@ -115,6 +84,7 @@ func NewHub(cfg HubConfig, m *metrics.Metrics) *Hub {
 		cfg: cfg, metrics: m, seed: maphash.MakeSeed(), systems: map[string]*system{},
 		stopPing: make(chan struct{}), pingDone: make(chan struct{}),
 	}
+	h.flusher.delay = cfg.WriteDelay
 	for i := range h.shards {
 		h.shards[i].clients = map[string]*Client{}
 	}
@@ -404,55 +374,11 @@ func releaseSnapshot(p *[]*Client) {
 // returns how many took it.
 func (h *Hub) broadcast(systemID, group string, f frame) int {
 	p := h.snapshot(systemID, group)
-	n := enqueueAll(*p, f)
+	n := h.flusher.deliver(*p, f)
 	h.countPushed(n)
 	h.countDropped(len(*p) - n)
 	releaseSnapshot(p)
 	return n
-}
-
-// A broadcast to more than 2*parallelChunk clients is split into parts of
-// at least parallelChunk, one goroutine per processor: most frames leave by
-// an inline write, a system call each, so a big group is written by several
-// cores at once.
-const parallelChunk = 256
-
-// enqueueAll queues f to every client and returns how many took it. It
-// returns only when every client has been handled, so broadcasts made one
-// after another still reach each client in order.
-func enqueueAll(clients []*Client, f frame) int {
-	workers := runtime.GOMAXPROCS(0)
-	if len(clients) < 2*parallelChunk || workers < 2 {
-		n := 0
-		for _, c := range clients {
-			if c.enqueue(f) {
-				n++
-			}
-		}
-		return n
-	}
-	if max := len(clients) / parallelChunk; workers > max {
-		workers = max
-	}
-	var total atomic.Int64
-	var wg sync.WaitGroup
-	per := (len(clients) + workers - 1) / workers
-	for start := 0; start < len(clients); start += per {
-		part := clients[start:min(start+per, len(clients))]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n := 0
-			for _, c := range part {
-				if c.enqueue(f) {
-					n++
-				}
-			}
-			total.Add(int64(n))
-		}()
-	}
-	wg.Wait()
-	return int(total.Load())
 }
 
 // onlineIDs lists the ids of a group or of the whole system.
@@ -517,9 +443,7 @@ func (h *Hub) pingLoop() {
 				batch = append(batch, c)
 			}
 			sh.mu.RUnlock()
-			for _, c := range batch {
-				c.enqueue(pingFrame)
-			}
+			h.flusher.deliver(batch, pingFrame)
 			clear(batch)
 			batch = batch[:0]
 		}

@@ -55,7 +55,7 @@ func (c *Client) readFrames() error {
 	var msgLen int64   // bytes of the current (possibly fragmented) message
 	inMessage := false // a data frame without FIN was seen
 	for {
-		if !c.closeSent.Load() {
+		if !c.w.closeSent.Load() {
 			if err := c.nc.SetReadDeadline(time.Now().Add(pongWait)); err != nil {
 				return err
 			}

@@ -116,22 +116,13 @@ func (n *Node) ServeWS(w http.ResponseWriter, r *http.Request) {
 	// for the client, which is addressable as soon as it is added, queue up
 	// behind it, so the welcome is always first and a push right after it
 	// arrives.
-	c.writing = true
+	c.w.claim()
 	if err := n.hub.add(c); err != nil {
 		n.refuse(ws, refusal{define.CodeRateLimited, define.CloseTooManyClients, err.Error(), "limit"})
 		return
 	}
-	welcome := envelopeFrame(define.CodeSuccess, "success", id)
-	if c.rc != nil {
-		c.writeInline(welcome)
-	} else {
-		c.mu.Lock()
-		c.queue = append(c.queue, nil)
-		copy(c.queue[1:], c.queue)
-		c.queue[0] = welcome
-		c.mu.Unlock()
-		go c.writeLoop()
-	}
+	c.w.pushFirst(envelopeFrame(define.CodeSuccess, "success", id))
+	c.w.flush() // never delayed by a write delay: the client waits for it
 	go c.readLoop()
 }
 
