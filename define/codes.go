@@ -23,7 +23,6 @@ const (
 	CloseTooManyClients = 4429
 )
 
-
 // Limits and validation bounds.
 const (
 	MaxNameLen       = 128 // systemId and groupName
