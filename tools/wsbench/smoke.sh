@@ -3,10 +3,10 @@
 #
 # Builds the node and the tool, starts one standalone node on a free loopback
 # port with a temporary data dir (membership events off for the bench
-# system), runs a tiny fanout and a tiny unicast with -strict, and fails if
-# any message was lost, duplicated or reordered, or any connection or API
-# call failed. The node is stopped by its PID on exit. Takes a few seconds
-# once the binaries are built.
+# system), runs a tiny fanout (one publisher, then four concurrent ones) and a
+# tiny unicast with -strict, and fails if any message was lost, duplicated or
+# reordered, or any connection or API call failed. The node is stopped by its
+# PID on exit. Takes a few seconds once the binaries are built.
 #
 #   tools/wsbench/smoke.sh            (from anywhere inside the repo)
 set -euo pipefail
@@ -78,6 +78,10 @@ COMMON=(-url "127.0.0.1:$PORT" -pid "$NODE_PID" -strict -timeout 60s -drain 5s -
 
 "$WORK/wsbench" fanout "${COMMON[@]}" -clients 100 -messages 20 -src 127.0.0.2-127.0.0.3 | tee "$WORK/fanout.out"
 check fanout "$WORK/fanout.out"
+
+"$WORK/wsbench" fanout "${COMMON[@]}" -clients 100 -messages 40 -publishers 4 | tee "$WORK/fanout4.out"
+check "fanout -publishers 4" "$WORK/fanout4.out"
+grep -q '"publishers":4' "$WORK/fanout4.out" || { echo "smoke: fanout -publishers 4: no \"publishers\":4 in RESULT" >&2; exit 1; }
 
 "$WORK/wsbench" unicast "${COMMON[@]}" -clients 100 -messages 1000 -workers 8 | tee "$WORK/unicast.out"
 check unicast "$WORK/unicast.out"
