@@ -100,7 +100,7 @@ for line in open(sys.argv[1]):
     lab = dict(l.split("=", 1) for l in labels)
     key = (sc, int(lab.get("clients", 0)), int(lab.get("publishers", 0)), srv)
     rows.setdefault(key, []).append(json.loads("{" + js))
-keys = {"fanout": ["deliveries_per_s", "cpu_us_per_delivery", "lat_p50_us", "lat_p99_us", "lost"],
+keys = {"fanout": ["deliveries_per_s", "cpu_us_per_delivery", "lat_p50_us", "lat_p99_us", "lost", "dup", "ooo"],
         "unicast": ["req_per_s", "cpu_us_per_message", "lat_p50_us", "lat_p99_us", "lost"],
         "idle": ["rss_per_conn_bytes", "cpu_us_per_connect", "connected"]}
 for (sc, clients, pubs, srv), rs in sorted(rows.items()):
