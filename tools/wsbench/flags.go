@@ -86,7 +86,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.IntVar(&c.Messages, "messages", 0, "fanout: messages published to the group (default 200); unicast, cluster: send_to_client calls (20000, 2000)")
 	fs.IntVar(&c.Size, "size", 64, "payload `BYTES`: the JSON object in data, padded (at least ~42: run id, seq, timestamp)")
 	fs.IntVar(&c.Workers, "workers", 16, "unicast/cluster: concurrent keep-alive HTTP workers")
-	fs.IntVar(&c.Publishers, "publishers", 1, "fanout: concurrent publishers, each on its own keep-alive HTTP connection, together sending -messages; order is checked per publisher")
+	fs.IntVar(&c.Publishers, "publishers", 1, "fanout: `N` concurrent publishers, each on its own keep-alive HTTP connection, together sending -messages; order is checked per publisher")
 	fs.Float64Var(&c.Rate, "rate", 0, "fixed publish `RATE` in requests/s over all workers or publishers (0: as fast as possible)")
 	fs.StringVar(&c.Group, "group", "bench-g", "fanout: group name (gows) or channel (centrifugo)")
 	fs.IntVar(&c.Broadcasts, "broadcasts", 1, "cluster: send_to_system messages before the unicast phase")
