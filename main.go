@@ -4,6 +4,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -26,6 +27,7 @@ import (
 	"github.com/go-websocket/go-websocket/pkg/logger"
 	"github.com/go-websocket/go-websocket/pkg/metrics"
 	"github.com/go-websocket/go-websocket/pkg/setting"
+	"github.com/go-websocket/go-websocket/pkg/tlscert"
 	"github.com/go-websocket/go-websocket/routers"
 	"github.com/go-websocket/go-websocket/servers"
 	"github.com/go-websocket/go-websocket/servers/store"
@@ -198,7 +200,11 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 		RateLimit:    rateLimit,
 		Pprof:        cfg.Server.Pprof,
 		Extra: func(e *gin.Engine, protect gin.HandlerFunc) {
-			web.Register(e, protect, node, len(cfg.Security.APITokens) == 0)
+			web.Register(e, web.Options{
+				Protect: protect, Stats: node, APIOpen: len(cfg.Security.APITokens) == 0,
+				DemoPage: cfg.Server.DemoPage, Dashboard: cfg.Server.Dashboard,
+				DashboardToken: cfg.Security.DashboardToken, Cluster: cfg.Cluster.Enabled,
+			})
 		},
 	})
 	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.HTTPPort))
@@ -206,6 +212,12 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 	// are pinged by the node, and skipping the socket options saves system
 	// calls on every connect.
 	lc := net.ListenConfig{KeepAlive: -1}
+	var certs *tlscert.Holder
+	if cfg.Server.TLSCert != "" {
+		if certs, err = tlscert.Load(cfg.Server.TLSCert, cfg.Server.TLSKey); err != nil {
+			return fmt.Errorf("config key server.tlsCert: %w", err)
+		}
+	}
 	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
@@ -220,6 +232,9 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 			return err
 		}
 	}
+	if certs != nil {
+		ln = tls.NewListener(ln, certs.Config())
+	}
 	srv := &http.Server{
 		Handler:           engine,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -227,23 +242,33 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
+		// HTTP/1.1 only over TLS too: a WebSocket upgrade needs it.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
 	warnOpen(cfg, log)
 	log.Info("go-websocket started",
 		zap.String("version", versionString()), zap.String("config", confPath), zap.String("http", ln.Addr().String()),
 		zap.String("node", node.ID().String()), zap.String("dataDir", cfg.Server.DataDir),
-		zap.Bool("cluster", cfg.Cluster.Enabled))
+		zap.Bool("cluster", cfg.Cluster.Enabled), zap.Bool("tls", certs != nil))
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sig)
-	select {
-	case err := <-serveErr:
-		return fmt.Errorf("http server: %w", err)
-	case s := <-sig:
-		log.Info("shutting down", zap.String("signal", s.String()), zap.Stringer("drainTimeout", cfg.Server.DrainTimeout))
+wait:
+	for {
+		select {
+		case err := <-serveErr:
+			return fmt.Errorf("http server: %w", err)
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				reloadTLS(certs, log)
+				continue
+			}
+			log.Info("shutting down", zap.String("signal", s.String()), zap.Stringer("drainTimeout", cfg.Server.DrainTimeout))
+			break wait
+		}
 	}
 	deadline := time.Now().Add(cfg.Server.DrainTimeout)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -261,6 +286,22 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// reloadTLS reads the listener's certificate files again (SIGHUP): new
+// handshakes get the new certificate, open connections stay. A pair that
+// does not load leaves the current one in use.
+func reloadTLS(certs *tlscert.Holder, log *zap.Logger) {
+	if certs == nil {
+		log.Info("SIGHUP: nothing to reload (no server.tlsCert)")
+		return
+	}
+	if err := certs.Reload(); err != nil {
+		log.Warn("SIGHUP: the TLS certificate was not reloaded; the current one stays in use",
+			zap.Error(err), zap.Time("notAfter", certs.NotAfter()))
+		return
+	}
+	log.Info("SIGHUP: TLS certificate reloaded", zap.Time("notAfter", certs.NotAfter()))
 }
 
 // advertisedHTTP is the HTTP address shown to peers and on the dashboard.

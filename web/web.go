@@ -5,12 +5,14 @@
 package web
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"embed"
 	"io/fs"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,28 +46,83 @@ const statsTimeout = 3 * time.Second
 const csp = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; " +
 	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'; connect-src 'self'"
 
-// Register adds the pages and the stats endpoint to e. protect is the API
-// token middleware: the stats endpoint sits behind it, the pages do not
-// (they hold no data; they ask for a token when the API needs one). apiOpen
-// tells the demo page whether the HTTP API needs no token.
+// Options says what Register serves.
+type Options struct {
+	// Protect is the API token middleware.
+	Protect gin.HandlerFunc
+	// Stats answers the stats endpoint.
+	Stats StatsSource
+	// APIOpen: the HTTP API needs no token (no apiTokens configured).
+	APIOpen bool
+	// DemoPage serves the demo page at "/".
+	DemoPage bool
+	// Dashboard serves the dashboard at "/dashboard".
+	Dashboard bool
+	// DashboardToken, when set, is the dashboard's read-only password: the
+	// page and the stats endpoint accept it as HTTP Basic credentials (any
+	// user name), so the browser's own login dialog asks for it once and
+	// sends it with the page's requests. It opens nothing else.
+	DashboardToken string
+	// Cluster: the node runs in cluster mode (the dashboard's title).
+	Cluster bool
+}
+
+// basicRealm names the dashboard's protection space in the browser.
+const basicRealm = `Basic realm="go-websocket dashboard", charset="UTF-8"`
+
+// Register adds the pages, their static files and the stats endpoint to e.
+// The stats endpoint always exists: it accepts the API token (Protect) and,
+// with the dashboard on, the dashboard token. A page switched off is not
+// routed (404).
 //
-// Wiring in main: Extra: func(e *gin.Engine, protect gin.HandlerFunc) { web.Register(e, protect, node, len(cfg.Security.APITokens) == 0) }
-func Register(e *gin.Engine, protect gin.HandlerFunc, src StatsSource, apiOpen bool) {
+// Wiring in main: Extra: func(e *gin.Engine, protect gin.HandlerFunc) { web.Register(e, web.Options{Protect: protect, ...}) }
+func Register(e *gin.Engine, o Options) {
 	static, err := fs.Sub(files, "static")
 	if err != nil {
 		panic(err) // the embedded tree is fixed at build time
 	}
-	open := "false"
-	if apiOpen {
-		open = "true"
+	dashAccess := "open"
+	switch {
+	case o.DashboardToken != "":
+		dashAccess = "basic"
+	case !o.APIOpen:
+		dashAccess = "closed"
 	}
-	index := mustPage("pages/index.html", open)
-	dash := mustPage("pages/dashboard.html", open)
-
-	e.GET("/", page(index))
-	e.HEAD("/", page(index))
-	e.GET("/dashboard", page(dash))
-	e.HEAD("/dashboard", page(dash))
+	overview := "Node overview"
+	if o.Cluster {
+		overview = "Cluster overview"
+	}
+	fill := strings.NewReplacer("{{API_OPEN}}", strconv.FormatBool(o.APIOpen),
+		"{{DASHBOARD_ACCESS}}", dashAccess, "{{OVERVIEW}}", overview,
+		"{{DEMO_PAGE}}", strconv.FormatBool(o.DemoPage), "{{DASHBOARD}}", strconv.FormatBool(o.Dashboard))
+	if o.DemoPage {
+		index := mustPage("pages/index.html", fill)
+		e.GET("/", page(index))
+		e.HEAD("/", page(index))
+	}
+	dashAuth := func(c *gin.Context) {}
+	if o.Dashboard && o.DashboardToken != "" {
+		dashAuth = basicAuth(o.DashboardToken)
+	}
+	if o.Dashboard {
+		dash := mustPage("pages/dashboard.html", fill)
+		e.GET("/dashboard", dashAuth, page(dash))
+		e.HEAD("/dashboard", dashAuth, page(dash))
+	}
+	statsAuth := o.Protect
+	if o.Dashboard && o.DashboardToken != "" {
+		statsAuth = func(c *gin.Context) {
+			if _, _, basic := c.Request.BasicAuth(); basic {
+				dashAuth(c)
+				return
+			}
+			o.Protect(c)
+		}
+	}
+	e.GET(StatsPath, statsAuth, statsHandler(o.Stats))
+	if !o.DemoPage && !o.Dashboard {
+		return
+	}
 	e.GET("/static/*file", func(c *gin.Context) {
 		name := strings.TrimPrefix(c.Param("file"), "/")
 		if st, err := fs.Stat(static, name); err != nil || st.IsDir() {
@@ -77,16 +134,33 @@ func Register(e *gin.Engine, protect gin.HandlerFunc, src StatsSource, apiOpen b
 		c.Header("Cache-Control", "no-cache")
 		http.ServeFileFS(c.Writer, c.Request, static, name)
 	})
-	e.GET(StatsPath, protect, statsHandler(src))
 }
 
 // mustPage reads an embedded page and fills in the server's settings.
-func mustPage(name, apiOpen string) []byte {
+func mustPage(name string, fill *strings.Replacer) []byte {
 	b, err := files.ReadFile(name)
 	if err != nil {
 		panic(err)
 	}
-	return bytes.ReplaceAll(b, []byte("{{API_OPEN}}"), []byte(apiOpen))
+	return []byte(fill.Replace(string(b)))
+}
+
+// basicAuth accepts HTTP Basic credentials whose password is token (any
+// user name, compared in constant time); otherwise it answers 401 with a
+// challenge, so a browser shows its login dialog.
+func basicAuth(token string) gin.HandlerFunc {
+	want := sha256.Sum256([]byte(token))
+	return func(c *gin.Context) {
+		_, pass, ok := c.Request.BasicAuth()
+		got := sha256.Sum256([]byte(pass))
+		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			c.Header("WWW-Authenticate", basicRealm)
+			c.Header("Cache-Control", "no-store")
+			c.AbortWithStatusJSON(http.StatusUnauthorized, define.Response{Code: define.CodeUnauthorized,
+				Msg: "the dashboard needs its password (security.dashboardToken) as HTTP Basic credentials"})
+			return
+		}
+	}
 }
 
 func page(body []byte) gin.HandlerFunc {

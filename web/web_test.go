@@ -32,9 +32,13 @@ func (f *fakeSource) ClusterStats(ctx context.Context) ([]*servers.Stats, []stri
 }
 
 func engine(src StatsSource, protect gin.HandlerFunc, apiOpen bool) *gin.Engine {
+	return engineWith(Options{Protect: protect, Stats: src, APIOpen: apiOpen, DemoPage: true, Dashboard: true})
+}
+
+func engineWith(o Options) *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
-	Register(e, protect, src, apiOpen)
+	Register(e, o)
 	return e
 }
 
@@ -230,5 +234,113 @@ func TestEmbeddedFilesAreSelfContained(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Each page can be switched off: it is then not routed (404), and with both
+// off neither are their static files. The stats endpoint stays (it is API).
+func TestPagesSwitchOff(t *testing.T) {
+	allow := func(*gin.Context) {}
+	for _, c := range []struct {
+		demo, dash bool
+		ok, gone   []string
+	}{
+		{false, true, []string{"/dashboard", "/static/app.css", StatsPath}, []string{"/"}},
+		{true, false, []string{"/", "/static/demo.js", StatsPath}, []string{"/dashboard"}},
+		{false, false, []string{StatsPath}, []string{"/", "/dashboard", "/static/app.css", "/static/dashboard.js"}},
+	} {
+		e := engineWith(Options{Protect: allow, Stats: &fakeSource{}, APIOpen: true, DemoPage: c.demo, Dashboard: c.dash})
+		for _, p := range c.ok {
+			if w := get(t, e, p); w.Code != http.StatusOK {
+				t.Errorf("demo %v dashboard %v: GET %s: HTTP %d, want 200", c.demo, c.dash, p, w.Code)
+			}
+		}
+		for _, p := range c.gone {
+			if w := get(t, e, p); w.Code != http.StatusNotFound {
+				t.Errorf("demo %v dashboard %v: GET %s: HTTP %d, want 404", c.demo, c.dash, p, w.Code)
+			}
+		}
+	}
+}
+
+// The dashboard token is HTTP Basic: the page and its data need it (a
+// challenge makes the browser ask once), the API token still reads the
+// stats, and a wrong password is refused.
+func TestDashboardToken(t *testing.T) {
+	const dashTok, apiTok = "dash-s3cret", "api-s3cret"
+	src := &fakeSource{nodes: []*servers.Stats{{NodeID: "self"}}}
+	protect := func(c *gin.Context) {
+		if c.GetHeader("Authorization") != "Bearer "+apiTok {
+			c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"code": 10005, "msg": "no", "data": nil})
+		}
+	}
+	e := engineWith(Options{Protect: protect, Stats: src, DemoPage: true, Dashboard: true, DashboardToken: dashTok})
+	req := func(path, user, pass, bearer string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, path, nil)
+		if user != "" || pass != "" {
+			r.SetBasicAuth(user, pass)
+		}
+		if bearer != "" {
+			r.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		w := httptest.NewRecorder()
+		e.ServeHTTP(w, r)
+		return w
+	}
+	for _, c := range []struct {
+		path, user, pass, bearer string
+		status                   int
+		challenge                bool
+	}{
+		{"/dashboard", "", "", "", 401, true},
+		{"/dashboard", "ops", "wrong", "", 401, true},
+		{"/dashboard", "ops", apiTok, "", 401, true},
+		{"/dashboard", "ops", dashTok, "", 200, false},
+		{"/dashboard", "", dashTok, "", 200, false},
+		{StatsPath, "", "", "", 401, false},
+		{StatsPath, "ops", "wrong", "", 401, true},
+		{StatsPath, "ops", dashTok, "", 200, false},
+		{StatsPath, "", "", apiTok, 200, false},
+		{StatsPath, "", "", dashTok, 401, false},
+		{"/", "", "", "", 200, false},
+	} {
+		w := req(c.path, c.user, c.pass, c.bearer)
+		if w.Code != c.status {
+			t.Errorf("GET %s user %q pass %q bearer %q: HTTP %d, want %d", c.path, c.user, c.pass, c.bearer, w.Code, c.status)
+		}
+		if got := strings.HasPrefix(w.Header().Get("WWW-Authenticate"), "Basic "); got != c.challenge {
+			t.Errorf("GET %s user %q pass %q: Basic challenge %v, want %v", c.path, c.user, c.pass, got, c.challenge)
+		}
+	}
+	if w := req("/dashboard", "ops", dashTok, ""); !strings.Contains(w.Body.String(), `content="basic"`) {
+		t.Error("the dashboard does not know it is behind the dashboard token")
+	}
+}
+
+// The dashboard's title: a standalone node is a node, not a cluster.
+func TestDashboardTitle(t *testing.T) {
+	for cluster, want := range map[bool]string{false: "Node overview", true: "Cluster overview"} {
+		e := engineWith(Options{Protect: func(*gin.Context) {}, Stats: &fakeSource{}, APIOpen: true, Dashboard: true, Cluster: cluster})
+		body := get(t, e, "/dashboard").Body.String()
+		if !strings.Contains(body, `<h1 id="overview">`+want+`</h1>`) {
+			t.Errorf("cluster %v: the dashboard does not say %q", cluster, want)
+		}
+	}
+}
+
+// Nothing served to a browser registers a system or holds an API token.
+func TestPagesNeverRegisterNorHoldTokens(t *testing.T) {
+	for _, name := range []string{"static/demo.js", "static/dashboard.js", "static/common.js", "pages/index.html", "pages/dashboard.html"} {
+		b, err := files.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(b)
+		if strings.Contains(s, "'register'") || strings.Contains(s, `"register"`) {
+			t.Errorf("%s calls register", name)
+		}
+		if strings.Contains(s, "headers['Authorization']") || strings.Contains(s, `type="password"`) {
+			t.Errorf("%s sends or asks for a token", name)
+		}
 	}
 }

@@ -2,11 +2,20 @@ package setting
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestConfINIDocumentsEveryKey checks that the shipped conf.ini lists
@@ -104,6 +113,9 @@ func TestEnvReachesEveryField(t *testing.T) {
 				val = "4321"
 			default:
 				val = "17"
+			}
+			if f.Section == "server" && strings.HasPrefix(f.Key, "tls") {
+				t.Skip("files that must hold a key pair: TestTLSKeys")
 			}
 			t.Setenv(f.Env, val)
 			if f.Name() == "cluster.enabled" {
@@ -216,5 +228,70 @@ func TestLegacyAppINI(t *testing.T) {
 	}
 	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "cluster.secret") {
 		t.Errorf("old cluster config: %v", err)
+	}
+}
+
+func TestTLSKeys(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeKeyPair(t, cert, key)
+	t.Setenv("GOWS_SERVER_TLSCERT", cert)
+	t.Setenv("GOWS_SERVER_TLSKEY", key)
+	c, err := Load(shippedConf(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Server.TLSCert != cert || c.Server.TLSKey != key {
+		t.Errorf("tls %q %q", c.Server.TLSCert, c.Server.TLSKey)
+	}
+	t.Setenv("GOWS_SERVER_TLSKEY", "")
+	if _, err := Load(shippedConf(t)); err == nil || !strings.Contains(err.Error(), "server.tlsKey") {
+		t.Errorf("cert without key: %v", err)
+	}
+	t.Setenv("GOWS_SERVER_TLSKEY", cert) // not a key
+	if _, err := Load(shippedConf(t)); err == nil || !strings.Contains(err.Error(), "server.tlsCert") {
+		t.Errorf("a certificate as the key: %v", err)
+	}
+	t.Setenv("GOWS_SERVER_TLSKEY", filepath.Join(dir, "missing.pem"))
+	if _, err := Load(shippedConf(t)); err == nil || !strings.Contains(err.Error(), "missing.pem") {
+		t.Errorf("missing key file: %v", err)
+	}
+}
+
+func TestDashboardTokenDiffersFromAPITokens(t *testing.T) {
+	t.Setenv("GOWS_SECURITY_APITOKENS", "a-token,b-token")
+	t.Setenv("GOWS_SECURITY_DASHBOARDTOKEN", "b-token")
+	if _, err := Load(shippedConf(t)); err == nil || !strings.Contains(err.Error(), "security.dashboardToken") {
+		t.Errorf("dashboard token equal to an API token: %v", err)
+	}
+}
+
+// writeKeyPair writes a self-signed ECDSA certificate for 127.0.0.1 and its key.
+func writeKeyPair(t *testing.T, certFile, keyFile string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

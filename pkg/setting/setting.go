@@ -19,6 +19,7 @@
 package setting
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -54,6 +55,10 @@ type Server struct {
 	DrainTimeout time.Duration `ini:"drainTimeout" default:"10s" min:"0s" help:"how long a graceful shutdown waits for client queues to drain"`
 	MaxBodyBytes int64         `ini:"maxBodyBytes" default:"1048576" min:"1" help:"largest accepted HTTP API request body, in bytes"`
 	Pprof        bool          `ini:"pprof" default:"false" help:"serve Go's profiler under /debug/pprof/"`
+	DemoPage     bool          `ini:"demoPage" default:"true" help:"serve the demo page at /"`
+	Dashboard    bool          `ini:"dashboard" default:"true" help:"serve the operator dashboard at /dashboard"`
+	TLSCert      string        `ini:"tlsCert" default:"" help:"PEM certificate (chain) of the HTTP/WebSocket listener (empty: plain HTTP)"`
+	TLSKey       string        `ini:"tlsKey" default:"" help:"PEM private key of tlsCert"`
 }
 
 // WebSocket is the [websocket] section.
@@ -77,6 +82,7 @@ type Security struct {
 	AllowedOrigins []string `ini:"allowedOrigins" default:"*" help:"comma-separated browser origins allowed to connect (* any)"`
 	RateLimit      float64  `ini:"rateLimit" default:"0" help:"API requests per second per system (0: no limit)"`
 	RateBurst      int      `ini:"rateBurst" default:"0" min:"0" help:"burst of API requests allowed above rateLimit"`
+	DashboardToken string   `ini:"dashboardToken" default:"" help:"read-only password of the dashboard (HTTP Basic; empty: the dashboard follows apiTokens)"`
 }
 
 // Log is the [log] section.
@@ -229,6 +235,19 @@ func (c *Config) check() error {
 	if c.WebSocket.WriteDelay > time.Second {
 		return fmt.Errorf("config key websocket.writeDelay: %s is too long (at most 1s)", c.WebSocket.WriteDelay)
 	}
+	if (c.Server.TLSCert == "") != (c.Server.TLSKey == "") {
+		return errors.New("config keys server.tlsCert, server.tlsKey: set both or neither")
+	}
+	if c.Server.TLSCert != "" {
+		if _, err := LoadKeyPair(c.Server.TLSCert, c.Server.TLSKey); err != nil {
+			return fmt.Errorf("config key server.tlsCert: %w", err)
+		}
+	}
+	for _, t := range c.Security.APITokens {
+		if c.Security.DashboardToken != "" && t == c.Security.DashboardToken {
+			return errors.New("config key security.dashboardToken: must differ from every API token (it is read-only)")
+		}
+	}
 	if c.Security.RateLimit < 0 {
 		return errors.New("config key security.rateLimit: must not be negative")
 	}
@@ -254,4 +273,19 @@ func (c *Config) check() error {
 		}
 	}
 	return nil
+}
+
+// LoadKeyPair reads a PEM certificate (chain) and its private key, naming
+// the file that is wrong.
+func LoadKeyPair(certFile, keyFile string) (*tls.Certificate, error) {
+	for _, f := range []string{certFile, keyFile} {
+		if _, err := os.Stat(f); err != nil {
+			return nil, err
+		}
+	}
+	c, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s / %s: %w", certFile, keyFile, err)
+	}
+	return &c, nil
 }

@@ -7,9 +7,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/chromedp"
 
 	"github.com/go-websocket/go-websocket/define"
@@ -48,19 +50,24 @@ func exprEvent(code int, clientID string) string {
 	})()`, code, js(clientID))
 }
 
-// The demo page connects by itself, registers its system (demo) when the
-// server does not know it yet, shows its clientId, and shows a message pushed
-// to that clientId through the HTTP API.
+// The demo page never registers a system: on an unknown one it says so and
+// shows the curl command a backend runs. Once registered, it connects, shows
+// its clientId, and shows a message pushed to that clientId through the API.
 func TestDemoPageShowsPush(t *testing.T) {
 	s := newStack(t, stackOpts{})
-	if s.node.SystemExists("demo") {
-		t.Fatal("system demo exists before the page registered it")
-	}
 	p := openTab(t, "demo", s.url+"/")
-	id := waitClientID(p)
-	if !s.node.SystemExists("demo") {
-		t.Fatal("the page shows a clientId but system demo is not registered")
+	wait[bool](p, "the not-registered status", `document.getElementById('status').textContent === 'Not registered'`)
+	cmd := wait[string](p, "the register command", `document.getElementById('registerHelp').open ? document.getElementById('registerCurl').textContent : ''`)
+	if !strings.Contains(cmd, s.url+"/api/websocket/register") || !strings.Contains(cmd, `{"systemId":"demo"}`) {
+		t.Errorf("the register command %q lacks the URL or the systemId", cmd)
 	}
+	if s.node.SystemExists("demo") {
+		t.Fatal("the demo page registered its system")
+	}
+	p.screenshot("demo-not-registered")
+	s.register("demo")
+	p.do(chromedp.Click(chromedp.ID("connectBtn")))
+	id := waitClientID(p)
 	if got := eval[string](p, `document.getElementById('status').textContent`); got != "Connected" {
 		t.Errorf("status pill = %q, want Connected", got)
 	}
@@ -234,10 +241,14 @@ func TestDashboardIsLive(t *testing.T) {
 }
 
 // With an API token configured the stats endpoint needs it; the dashboard
-// asks for it, keeps it in localStorage, and the demo page (same browser
-// profile) uses it to register its system and to call the API.
+// never asks for it: without security.dashboardToken it says how to open it,
+// with one the browser's own HTTP Basic login (answered here through the
+// DevTools protocol, as a person would in the dialog) opens the page and the
+// page's polls. The demo page does not ask for the API token either: it
+// listens and shows the commands a backend runs.
 func TestDashboardAndDemoWithToken(t *testing.T) {
-	const token = "s3cret-dashboard-token"
+	const token = "s3cret-api-token"
+	const dashToken = "read-only-dashboard-password"
 	s := newStack(t, stackOpts{token: token})
 
 	req, _ := http.NewRequest(http.MethodGet, s.url+"/api/websocket/stats", nil)
@@ -268,34 +279,143 @@ func TestDashboardAndDemoWithToken(t *testing.T) {
 		t.Errorf("stats = %s", env.Data)
 	}
 
-	d := openTab(t, "dashboard-token", s.url+"/dashboard")
-	wait[bool](d, "the token request", `document.getElementById('live').textContent === 'Token needed' && !document.getElementById('alert').classList.contains('hidden')`)
-	d.screenshot("dashboard-token-needed")
-	d.typeInto("token", token)
-	d.do(chromedp.Click(chromedp.ID("saveToken")))
-	wait[bool](d, "the dashboard live with the token", `document.getElementById('live').textContent === 'Live' && document.getElementById('alert').classList.contains('hidden')`)
+	d := openTab(t, "dashboard-locked", s.url+"/dashboard")
+	wait[bool](d, "the locked notice", `document.getElementById('live').textContent === 'Locked' && document.getElementById('alert').textContent.includes('dashboardToken')`)
+	if n := eval[int](d, `document.querySelectorAll('input').length`); n != 0 {
+		t.Errorf("the dashboard has %d input fields; it must not ask for a token", n)
+	}
+	d.screenshot("dashboard-locked")
 
-	// Same profile: the demo page finds the token and registers "demo" with it.
+	// The demo page in the same profile: connected, listening, no token field.
+	s.register("demo")
 	d.navigate(s.url + "/")
 	if got := eval[string](d, `document.getElementById('apiMode').textContent`); !strings.Contains(got, "token required") {
 		t.Errorf("the demo page does not say that the API needs a token: %q", got)
 	}
 	id := waitClientID(d)
-	if !s.node.SystemExists("demo") {
-		t.Fatal("the demo page did not register its system with the token")
+	if n := eval[int](d, `document.querySelectorAll('input[type=password]').length`); n != 0 {
+		t.Errorf("the demo page has %d password fields", n)
 	}
-	d.do(chromedp.Click(chromedp.ID("joinBtn")))
+	if !eval[bool](d, `document.getElementById('joinBtn').disabled && !document.getElementById('apiLocked').hidden`) {
+		t.Error("with the API locked, the demo page still offers to call it")
+	}
+	if cmd := eval[string](d, `document.getElementById('curl').textContent`); !strings.Contains(cmd, "Authorization: Bearer $TOKEN") || !strings.Contains(cmd, id) {
+		t.Errorf("the backend commands lack the token header or the clientId: %q", cmd)
+	}
+	// A backend joins it to a group: the page shows the event.
+	s.ok("bind_to_group", "demo", map[string]string{"clientId": id, "groupName": "lobby"}, nil)
 	wait[string](d, "the join event", exprEvent(define.MsgCodeJoin, id))
-	d.typeInto("text", "sent with a token")
-	d.do(chromedp.Click(chromedp.ID("sendBtn")))
-	wait[string](d, "the message sent with the token", exprMessage("", "sent with a token"))
+
+	// With a dashboard token: a fresh stack, a browser context that answers
+	// the login dialog with it.
+	s2 := newStack(t, stackOpts{token: token, dashboardToken: dashToken})
+	bctx := needBrowser(t)
+	ctx, cancel := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The listener must not call into the browser: it hands the events to
+	// goroutines that answer them.
+	var logins atomic.Int32
+	var answers sync.WaitGroup
+	t.Cleanup(answers.Wait)
+	if err := chromedp.Listen(ctx, func(ev any) {
+		switch e := ev.(type) {
+		case *fetch.EventAuthRequired:
+			logins.Add(1)
+			answers.Go(func() {
+				_, _ = chromedp.Call(ctx, fetch.ContinueWithAuth, fetch.ContinueWithAuthParams{
+					RequestID: e.RequestID,
+					AuthChallengeResponse: &fetch.AuthChallengeResponse{
+						Response: fetch.AuthChallengeResponseResponseProvideCredentials, Username: "ops", Password: dashToken,
+					},
+				})
+			})
+		case *fetch.EventRequestPaused:
+			answers.Go(func() {
+				_, _ = chromedp.Call(ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: e.RequestID})
+			})
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	handleAuth := true
+	if _, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{HandleAuthRequests: &handleAuth}); err != nil {
+		t.Fatal(err)
+	}
+	l := &tab{t: t, name: "dashboard-login", ctx: ctx}
+	if err := chromedp.Listen(ctx, l.record); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.checkProblems)
+	l.navigate(s2.url + "/dashboard")
+	wait[bool](l, "the dashboard live with the dashboard token", `document.getElementById('live').textContent === 'Live' && document.getElementById('alert').classList.contains('hidden')`)
+	if got := eval[string](l, `document.getElementById('overview').textContent`); got != "Node overview" {
+		t.Errorf("a standalone node's dashboard says %q, want Node overview", got)
+	}
+	// Polls keep working with the credentials the browser keeps; the login
+	// was asked for once.
+	s2.register("shop")
+	s2.dial("shop")
+	wait[bool](l, "the new connection", `document.getElementById('totalConnections').textContent === '1'`)
+	if n := logins.Load(); n != 1 {
+		t.Errorf("the browser asked for the dashboard password %d times, want once", n)
+	}
+	if v := eval[string](l, `JSON.stringify(Object.assign({}, localStorage))`); strings.Contains(v, dashToken) || strings.Contains(v, token) {
+		t.Errorf("localStorage holds a token: %s", v)
+	}
+	// The dashboard token opens nothing but the dashboard.
+	r, _ := http.NewRequest(http.MethodPost, s2.url+"/api/websocket/register", strings.NewReader(`{"systemId":"x"}`))
+	r.SetBasicAuth("ops", dashToken)
+	r.Header.Set("Content-Type", "application/json")
+	if env, status := s2.do(r); status != http.StatusUnauthorized || env.Code != define.CodeUnauthorized {
+		t.Errorf("register with the dashboard token: HTTP %d code %d, want 401 / 10005", status, env.Code)
+	}
+	l.screenshot("dashboard-login")
+}
+
+// Pages switched off are not served: 404 (a JSON error), and the other page
+// hides its link to them.
+func TestPagesSwitchedOff(t *testing.T) {
+	s := newStack(t, stackOpts{noDemo: true})
+	resp, err := httpClient.Get(s.url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET / with the demo page off: HTTP %d, want 404", resp.StatusCode)
+	}
+	d := openTab(t, "dashboard-without-demo", s.url+"/dashboard")
+	wait[bool](d, "the live pill", `document.getElementById('live').textContent === 'Live'`)
+	if !eval[bool](d, `document.getElementById('navDemo').hidden`) {
+		t.Error("the dashboard links to the demo page that is off")
+	}
+
+	s2 := newStack(t, stackOpts{noDemo: true, noDashboard: true})
+	for _, p := range []string{"/", "/dashboard", "/static/app.css"} {
+		resp, err := httpClient.Get(s2.url + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s with both pages off: HTTP %d, want 404", p, resp.StatusCode)
+		}
+	}
+	// What a browser sees there: the JSON error, no page.
+	p := openTab(t, "pages-off", s2.url+"/dashboard")
+	if txt := eval[string](p, `document.body.innerText`); !strings.Contains(txt, "no such endpoint") {
+		t.Errorf("the browser shows %q at /dashboard with the dashboard off", txt)
+	}
 }
 
 // The dashboard of a cluster: every node that answers, with its own
 // connections per system, and the registered nodes that do not answer.
 func TestDashboardCluster(t *testing.T) {
-	a := newStack(t, stackOpts{})
-	b := newStack(t, stackOpts{})
+	a := newStack(t, stackOpts{cluster: true})
+	b := newStack(t, stackOpts{cluster: true})
 	// One cluster: the same secret (set by newStack), the same systems.
 	cl := &fakeCluster{dead: []string{"0badc0ffee0ddf00d0000000dead0001"}}
 	cl.attach(a.node)
@@ -313,6 +433,9 @@ func TestDashboardCluster(t *testing.T) {
 	b.dial("chat")
 
 	d := openTab(t, "dashboard-cluster", a.url+"/dashboard")
+	if got := eval[string](d, `document.getElementById('overview').textContent`); got != "Cluster overview" {
+		t.Errorf("a cluster's dashboard says %q, want Cluster overview", got)
+	}
 	wait[bool](d, "two nodes and six connections", `document.getElementById('totalNodes').textContent === '2' && document.getElementById('totalConnections').textContent === '6'`)
 	rows := eval[[]string](d, `[...document.querySelectorAll('#nodes tr[data-node-id]')].map(r => r.dataset.nodeId)`)
 	if len(rows) != 2 || rows[0] != a.node.ID().String() || rows[1] != b.node.ID().String() {

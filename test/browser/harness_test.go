@@ -130,6 +130,11 @@ type stackOpts struct {
 	token   string
 	secret  []byte
 	systems store.Systems
+
+	dashboardToken string // security.dashboardToken
+	noDemo         bool   // server.demoPage = false
+	noDashboard    bool   // server.dashboard = false
+	cluster        bool   // cluster.enabled = true (the dashboard's title)
 }
 
 func newStack(t *testing.T, o stackOpts) *stack {
@@ -160,8 +165,13 @@ func newStack(t *testing.T, o stackOpts) *stack {
 	}
 	engine := routers.New(routers.Options{
 		Node: node, Logger: zap.NewNop(), Metrics: m, MaxBodyBytes: 1 << 20, APITokens: tokens,
-		// The same line main.go uses.
-		Extra: func(e *gin.Engine, protect gin.HandlerFunc) { web.Register(e, protect, node, len(tokens) == 0) },
+		// Wired as main.go wires it.
+		Extra: func(e *gin.Engine, protect gin.HandlerFunc) {
+			web.Register(e, web.Options{
+				Protect: protect, Stats: node, APIOpen: len(tokens) == 0,
+				DemoPage: !o.noDemo, Dashboard: !o.noDashboard, DashboardToken: o.dashboardToken, Cluster: o.cluster,
+			})
+		},
 	})
 	srv := httptest.NewServer(engine)
 	s := &stack{t: t, node: node, srv: srv, url: srv.URL, addr: srv.Listener.Addr().String(), tok: o.token}

@@ -1,9 +1,10 @@
 // Shared by the demo page and the dashboard: settings kept in localStorage
-// and calls to the HTTP API with the standard envelope.
+// and calls to the HTTP API with the standard envelope. No page sends or
+// keeps an API token: the demo page calls the API only when it is open, and
+// the dashboard reads its data with the browser's own HTTP Basic login
+// (security.dashboardToken).
 (function () {
   'use strict';
-
-  var TOKEN_KEY = 'gows.apiToken';
 
   function load(key, def) {
     try {
@@ -30,8 +31,7 @@
     opts = opts || {};
     var headers = { 'Accept': 'application/json' };
     if (opts.systemId) headers['systemId'] = opts.systemId;
-    if (opts.token) headers['Authorization'] = 'Bearer ' + opts.token;
-    var init = { method: method, headers: headers, cache: 'no-store' };
+    var init = { method: method, headers: headers, cache: 'no-store', credentials: 'same-origin' };
     if (method !== 'GET') {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(opts.body || {});
@@ -94,12 +94,25 @@
     return h % 360;
   }
 
-  var meta = document.querySelector('meta[name="gows-api-open"]');
+  function metaContent(name) {
+    var m = document.querySelector('meta[name="' + name + '"]');
+    return m ? m.content : '';
+  }
+
+  // Links to a page the server does not serve are hidden.
+  var pages = metaContent('gows-pages');
+  if (pages.indexOf('demo=false') >= 0 && document.getElementById('navDemo')) {
+    document.getElementById('navDemo').hidden = true;
+  }
+  if (pages.indexOf('dashboard=false') >= 0 && document.getElementById('navDashboard')) {
+    document.getElementById('navDashboard').hidden = true;
+  }
+  // Settings of older versions of these pages may still hold an API token.
+  save('gows.apiToken', '');
 
   window.GoWS = {
-    apiOpen: !!meta && meta.content === 'true',
-    loadToken: function () { return load(TOKEN_KEY, ''); },
-    saveToken: function (t) { save(TOKEN_KEY, t); },
+    apiOpen: metaContent('gows-api-open') === 'true',
+    dashboardAccess: metaContent('gows-dashboard-access'),
     load: load,
     save: save,
     call: call,

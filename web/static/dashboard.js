@@ -14,14 +14,10 @@
   var timer = 0;
   var inFlight = false;
   var failures = 0;
-  var asked = false;      // focused the token field once
 
-  $('token').value = G.loadToken();
-  $('tokenForm').addEventListener('submit', function (ev) {
-    ev.preventDefault();
-    G.saveToken($('token').value.trim());
-    poll();
-  });
+  // The page never asks for a token: with security.dashboardToken set the
+  // browser logged in (HTTP Basic) before it loaded the page and sends the
+  // same credentials with every poll.
 
   function setLive(text, cls) {
     var s = $('live');
@@ -207,7 +203,7 @@
     clearTimeout(timer);
     if (inFlight) return;
     inFlight = true;
-    G.call('GET', 'stats', { token: G.loadToken() }).then(function (env) {
+    G.call('GET', 'stats', {}).then(function (env) {
       inFlight = false;
       if (env.code === 0 && env.data) {
         failures = 0;
@@ -217,24 +213,25 @@
         setText('updated', 'Updated ' + G.clock() + ' · ' + G.num(env.data.totals.nodes) +
           (env.data.totals.nodes === 1 ? ' node' : ' nodes'));
       } else if (env.code === 10005) {
-        setLive('Token needed', 'bad');
-        showAlert(G.loadToken() ?
-          'The saved API token was refused: enter a valid one above and press Save.' :
-          'This server requires an API token to read the stats: enter it above and press Save.');
+        setLive('Locked', 'bad');
+        showAlert(G.dashboardAccess === 'basic' ?
+          'The dashboard password was refused: reload the page to log in again.' :
+          'This server\'s API needs a token, and the dashboard never asks for one. ' +
+          'Set [security] dashboardToken (a separate, read-only password) and reload: ' +
+          'the browser then asks for it once.');
         if (!prev) {
-          setText('updated', 'Waiting for an API token');
+          setText('updated', 'No access to GET /api/websocket/stats');
           ['nodes', 'systems', 'unreachable'].forEach(function (id) {
             var tb = $(id);
-            emptyRow(tb, tb.parentNode.querySelectorAll('th').length || 1, 'Enter the API token to see the cluster.');
+            emptyRow(tb, tb.parentNode.querySelectorAll('th').length || 1, 'Set [security] dashboardToken to see the stats.');
           });
-          if (!asked) { asked = true; $('token').focus(); }
         }
       } else {
         failures++;
         setLive(failures > 2 ? 'Offline' : 'Retrying…', failures > 2 ? 'bad' : 'warn');
         if (failures > 2) showAlert('Cannot read the stats: ' + env.msg);
       }
-      // Without a token, ask less often: the answer will not change by itself.
+      // Without access, ask less often: the answer will not change by itself.
       timer = setTimeout(poll, env.code === 10005 ? 5 * POLL_MS : POLL_MS);
     });
   }

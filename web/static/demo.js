@@ -16,8 +16,6 @@
     rejoin: '',       // group to join again after a reconnect
     retries: 0,
     retryTimer: 0,
-    registering: false,
-    triedRegister: false,
     mine: {}          // messageIds this page sent
   };
 
@@ -29,15 +27,11 @@
   $('nickname').value = nick;
   $('systemId').value = G.load('gows.systemId', 'demo');
   $('group').value = G.load('gows.group', 'lobby');
-  $('token').value = G.loadToken();
 
   function nickname() { return $('nickname').value.trim() || 'guest'; }
-  function token() { return $('token').value.trim(); }
 
   $('nickname').addEventListener('change', function () { G.save('gows.nickname', $('nickname').value.trim()); });
   $('group').addEventListener('change', function () { G.save('gows.group', $('group').value.trim()); });
-  $('token').addEventListener('change', function () { G.saveToken(token()); renderCurl(); });
-  $('token').addEventListener('input', renderCurl);
 
   var mode = $('apiMode');
   if (G.apiOpen) {
@@ -47,7 +41,8 @@
   } else {
     mode.className = 'badge locked';
     mode.textContent = 'token required';
-    mode.title = 'This server has apiTokens configured: enter one below.';
+    mode.title = 'This server has apiTokens configured: only a backend holding one can call the API.';
+    $('apiLocked').hidden = false;
   }
 
   // ---------- log ----------
@@ -151,11 +146,13 @@
     var online = !!state.clientId;
     $('clientId').textContent = state.clientId || '—';
     $('copyId').disabled = !online;
-    $('joinBtn').disabled = !online;
-    $('leaveBtn').disabled = !online || !state.group;
-    $('pushSelf').disabled = !online;
-    $('text').disabled = !online || !state.group;
-    $('sendBtn').disabled = !online || !state.group;
+    // Without an open API the page cannot call it: it only listens.
+    var api = online && G.apiOpen;
+    $('joinBtn').disabled = !api;
+    $('leaveBtn').disabled = !api || !state.group;
+    $('pushSelf').disabled = !api;
+    $('text').disabled = !api || !state.group;
+    $('sendBtn').disabled = !api || !state.group;
     $('text').placeholder = state.group ? 'Message #' + state.group + ' as ' + nickname() : 'Join a group to chat';
     $('joinBtn').textContent = state.group && state.group !== $('group').value.trim() ? 'Switch group' : 'Join group';
     $('room').textContent = state.group ? '#' + state.group : 'Not in a group';
@@ -165,7 +162,7 @@
 
   function renderCurl() {
     var sys = state.systemId || $('systemId').value.trim() || 'demo';
-    var auth = (token() || !G.apiOpen) ? "  -H \"Authorization: Bearer $TOKEN\" \\\n" : '';
+    var auth = !G.apiOpen ? "  -H \"Authorization: Bearer $TOKEN\" \\\n" : '';
     var head = "  -H 'Content-Type: application/json' -H 'systemId: " + sys + "' \\\n" + auth;
     var id = state.clientId || '<clientId>';
     var grp = state.group || $('group').value.trim() || 'lobby';
@@ -175,7 +172,14 @@
       "  -d '{\"clientId\":\"" + id + "\",\"sendUserId\":\"backend\",\"data\":{\"text\":\"Hello from curl\"}}'\n\n" +
       '# to everyone in #' + grp + '\n' +
       'curl -X POST ' + location.origin + '/api/websocket/send_to_group \\\n' + head +
-      "  -d '{\"groupName\":\"" + grp + "\",\"sendUserId\":\"backend\",\"data\":{\"text\":\"Hello, group\"}}'";
+      "  -d '{\"groupName\":\"" + grp + "\",\"sendUserId\":\"backend\",\"data\":{\"text\":\"Hello, group\"}}'" +
+      (G.apiOpen ? '' : '\n\n# this tab into #' + grp + '\n' +
+        'curl -X POST ' + location.origin + '/api/websocket/bind_to_group \\\n' + head +
+        "  -d '{\"clientId\":\"" + id + "\",\"groupName\":\"" + grp + "\"}'");
+    $('registerCurl').textContent =
+      'curl -X POST ' + location.origin + '/api/websocket/register \\\n' +
+      "  -H 'Content-Type: application/json' \\\n" + auth +
+      "  -d '{\"systemId\":\"" + sys + "\"}'";
   }
 
   $('group').addEventListener('input', render);
@@ -201,12 +205,12 @@
 
   // ---------- HTTP API ----------
   function api(endpoint, body) {
-    return G.call('POST', endpoint, { systemId: state.systemId, token: token(), body: body });
+    return G.call('POST', endpoint, { systemId: state.systemId, body: body });
   }
 
   function apiError(what, env) {
     var hint = '';
-    if (env.code === 10005) hint = G.apiOpen ? '' : ' Enter the API token in the HTTP API box.';
+    if (env.code === 10005) hint = ' This server\'s API needs a token: call it from your backend.';
     note(what + ' failed: ' + env.msg + (env.code > 0 ? ' (' + env.code + ')' : '') + hint, true);
   }
 
@@ -309,21 +313,6 @@
     state.retryTimer = setTimeout(connect, delay);
   }
 
-  function register(sys) {
-    state.registering = true;
-    setStatus('Registering…', 'warn');
-    return G.call('POST', 'register', { token: token(), body: { systemId: sys } }).then(function (env) {
-      state.registering = false;
-      if (env.code === 0) {
-        note('Registered the new system "' + sys + '" (POST /api/websocket/register).');
-        return true;
-      }
-      if (env.code === 10004) return true; // registered meanwhile: fine
-      apiError('Registering system "' + sys + '"', env);
-      return false;
-    });
-  }
-
   function connect() {
     clearTimeout(state.retryTimer);
     if (state.ws) {
@@ -333,7 +322,6 @@
     }
     var sys = $('systemId').value.trim() || 'demo';
     if (sys !== state.systemId) {
-      state.triedRegister = false;
       state.rejoin = '';
     }
     state.systemId = sys;
@@ -385,11 +373,12 @@
       state.clientId = '';
       state.group = '';
       render();
-      if ((refused === 10003 || ev.code === 4004) && !state.triedRegister) {
-        state.triedRegister = true;
-        register(sys).then(function (ok) {
-          if (ok) connect(); else setStatus('Disconnected', 'bad');
-        });
+      if (refused === 10003 || ev.code === 4004) {
+        // A browser never creates a tenant: say how a backend registers it.
+        setStatus('Not registered', 'bad');
+        note('System "' + sys + '" is not registered. Register it from your backend (the ' +
+          'command is under "Register a system" on the left), then press Reconnect.', true);
+        $('registerHelp').open = true;
         return;
       }
       if (refused || (ev.code >= 4000 && ev.code < 5000)) {
@@ -410,11 +399,9 @@
     };
   }
 
-  // A person asking again (perhaps after entering a token) gets a fresh try,
-  // registration included.
+  // A person asking again gets a fresh try.
   function reconnect() {
     state.retries = 0;
-    state.triedRegister = false;
     connect();
   }
   $('connectBtn').addEventListener('click', reconnect);
