@@ -50,7 +50,7 @@ func newClient(h *Hub, id, systemID, userID string, nc net.Conn) *Client {
 // client is closed as a slow consumer. It reports whether the frame was
 // queued. Broadcasts use Hub.deliver, which batches the writes.
 func (c *Client) enqueue(f frame) bool {
-	ok, claimed := c.w.push(f)
+	ok, claimed, _ := c.w.push(f)
 	if claimed {
 		c.hub.flusher.flushOne(c)
 	}

@@ -13,18 +13,20 @@ import (
 // caller (one non-blocking system call). A broadcast first queues its frame
 // to every recipient; the recipients whose write side was idle (the ones it
 // claimed) join a node-wide FIFO of clients waiting for a write, and then
-// the broadcasting goroutine writes clients from the head of that FIFO
-// until it has written at least as many frames as it queued and flushed at
-// least as many clients as it claimed. So:
+// the broadcasting goroutine flushes as many clients from the head of that
+// FIFO as it claimed. So:
 //
-//   - on an idle node a broadcast writes its own recipients at once, as
-//     before: no added latency;
+//   - on an idle node a broadcast writes its own recipients at once: no
+//     added latency;
 //   - when broadcasts overlap, a client waits in the FIFO while others queue
 //     behind it, and all its frames leave in one writev: the busier the node,
 //     the more frames per system call;
-//   - every broadcast pays for the writes it causes, so publishers cannot
-//     outrun the sockets (queues stay short), and the FIFO is empty whenever
-//     no broadcast is in flight (each claimed client is flushed by someone).
+//   - the FIFO is empty whenever no broadcast is in flight: each claimed
+//     client is flushed by someone;
+//   - publishers cannot outrun the sockets: when a broadcast finds a
+//     recipient's queue a quarter full, it also writes, from the FIFO, at
+//     least as many frames as it queued, so queues stay far from the
+//     slow-consumer limit while the node keeps up.
 //
 // With a write delay configured, claimed clients start their write loop at
 // the end of the delay window instead.
@@ -64,25 +66,28 @@ func (fl *flusher) deliver(clients []*Client, f frame) int {
 	}
 	p := claimPool.Get().(*[]*Client)
 	claimed := (*p)[:0]
-	n := 0
+	n, behind := 0, false
 	for _, c := range clients {
-		ok, claim := c.w.push(f)
+		ok, claim, deep := c.w.push(f)
 		if ok {
 			n++
 		}
 		if claim {
 			claimed = append(claimed, c)
 		}
+		behind = behind || deep
 	}
-	if len(claimed) > 0 {
-		if fl.delay > 0 {
-			for _, c := range claimed {
-				fl.later(c)
-			}
-		} else {
-			fl.push(claimed)
-			fl.pay(len(claimed), n)
+	switch {
+	case fl.delay > 0:
+		for _, c := range claimed {
+			fl.later(c)
 		}
+	case behind:
+		fl.push(claimed)
+		fl.pay(len(claimed), n)
+	case len(claimed) > 0:
+		fl.push(claimed)
+		fl.pay(len(claimed), 0)
 	}
 	clear(claimed)
 	*p = claimed[:0]

@@ -73,25 +73,27 @@ func (w *writer) claim() {
 // push queues f. accepted is false when the client is closing or its queue
 // overflowed (then it is closed as a slow consumer). claimed says the write
 // side was idle and the caller now owns it: it must call flush (or hand the
-// writer to someone who will).
-func (w *writer) push(f frame) (accepted, claimed bool) {
+// writer to someone who will). deep says the queue holds a quarter of its
+// capacity or more: writes are falling behind.
+func (w *writer) push(f frame) (accepted, claimed, deep bool) {
 	w.mu.Lock()
 	if w.closing {
 		w.mu.Unlock()
-		return false, false
+		return false, false, false
 	}
 	if len(w.queue) >= w.queueLen {
 		w.mu.Unlock()
 		w.c.slowConsumer()
-		return false, false
+		return false, false, false
 	}
 	w.queue = append(w.queue, f)
 	if !w.owned {
 		w.owned = true
 		claimed = true
 	}
+	deep = 4*len(w.queue) >= w.queueLen
 	w.mu.Unlock()
-	return true, claimed
+	return true, claimed, deep
 }
 
 // pushFirst puts f at the head of the queue; the caller owns the write side.
