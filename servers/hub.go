@@ -70,6 +70,9 @@ type Hub struct {
 	// one to a group (across the cluster). Both are set by the node.
 	eventsOn func(systemID string) bool
 	emit     func(systemID string, e *memberEvent)
+	// presence is told of every connect, bind, unbind and disconnect (the
+	// cluster's presence index); set by the node.
+	presence func(c *Client)
 
 	stopPing chan struct{}
 	pingDone chan struct{}
@@ -82,7 +85,7 @@ type Hub struct {
 func NewHub(cfg HubConfig, m *metrics.Metrics) *Hub {
 	h := &Hub{
 		cfg: cfg, metrics: m, seed: maphash.MakeSeed(), systems: map[string]*system{},
-		stopPing: make(chan struct{}), pingDone: make(chan struct{}),
+		stopPing: make(chan struct{}), pingDone: make(chan struct{}), presence: func(*Client) {},
 	}
 	h.flusher.delay = cfg.WriteDelay
 	for i := range h.shards {
@@ -148,6 +151,7 @@ func (h *Hub) add(c *Client) error {
 	sh.clients[c.ID] = c
 	sh.mu.Unlock()
 	h.metrics.Connects.Inc()
+	h.presence(c)
 	h.metrics.Connections.WithLabelValues(c.SystemID).Inc()
 	if h.closing.Load() {
 		// shutdown may have listed the clients before this one was indexed.
@@ -180,7 +184,9 @@ func (h *Hub) remove(c *Client, reason string) {
 	}
 	c.removed = true
 	delete(s.clients, c)
-	events := h.eventsOn(c.SystemID)
+	// A node declared gone closes its clients silently: its peers have
+	// announced them already.
+	events := h.eventsOn(c.SystemID) && reason != define.ReasonNodeLost
 	drain := false
 	for g, m := range c.groups {
 		members := s.groups[g]
@@ -202,6 +208,7 @@ func (h *Hub) remove(c *Client, reason string) {
 	h.total.Add(-1)
 	h.metrics.Connections.WithLabelValues(c.SystemID).Dec()
 	h.metrics.Disconnects.WithLabelValues(reason).Inc()
+	h.presence(c)
 	if drain {
 		h.drainEvents(c)
 	}

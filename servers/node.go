@@ -151,15 +151,13 @@ func NewNode(o Options) *Node {
 		n.eventsOff[s] = true
 	}
 	n.hub.eventsOn = n.eventsOn
+	n.hub.presence = n.presenceChanged
 	n.hub.emit = func(systemID string, e *memberEvent) { n.emitEvent(systemID, e.group, e.code, &e.ev) }
 	return n
 }
 
 // ID is this node's id, as carried in its clientIds.
 func (n *Node) ID() ident.NodeID { return n.minter.Node() }
-
-// StartedAt is when the node was built.
-func (n *Node) StartedAt() time.Time { return n.started }
 
 // SetRemote attaches the cluster; nil detaches it.
 func (n *Node) SetRemote(r Remote) {
@@ -369,10 +367,12 @@ func (n *Node) LocalUnicast(op *UnicastOp) *UnicastReply {
 		if _, ok := n.hub.bind(c, op.Group, op.UserID, op.Extend); !ok {
 			return &UnicastReply{Code: define.CodeClientOffline}
 		}
+		n.presenceSync(c) // the write also covers the bind's presence change
 	case OpUnbind:
 		if !n.hub.unbind(c, op.Group) {
 			return &UnicastReply{Code: define.CodeClientOffline}
 		}
+		n.presenceChanged(c)
 	case OpClose:
 		c.close(define.DisconnectKicked)
 	default:
@@ -404,16 +404,40 @@ func (n *Node) broadcast(ctx context.Context, op *BroadcastOp) ([]*BroadcastRepl
 	if r == nil {
 		return []*BroadcastReply{n.LocalBroadcast(op)}, nil
 	}
-	var remote []*BroadcastReply
+	return n.broadcastWith(op, func() ([]*BroadcastReply, []string) { return r.Broadcast(ctx, op) })
+}
+
+// broadcastWith runs op here while remote runs it elsewhere.
+func (n *Node) broadcastWith(op *BroadcastOp, remote func() ([]*BroadcastReply, []string)) ([]*BroadcastReply, []string) {
+	var replies []*BroadcastReply
 	var unreachable []string
 	done := make(chan struct{})
 	go func() {
-		remote, unreachable = r.Broadcast(ctx, op)
+		replies, unreachable = remote()
 		close(done)
 	}()
 	local := n.LocalBroadcast(op)
 	<-done
-	return append(remote, local), unreachable
+	return append(replies, local), unreachable
+}
+
+// groupBroadcast runs a group op here and on the nodes that hold members
+// of the group (every node when the presence index cannot tell).
+func (n *Node) groupBroadcast(ctx context.Context, op *BroadcastOp) ([]*BroadcastReply, []string) {
+	r := n.getRemote()
+	p, okP := r.(Presence)
+	t, okT := r.(Targeted)
+	if !okP || !okT {
+		return n.broadcast(ctx, op)
+	}
+	nodes, all := p.Holders(op.SystemID, op.Group)
+	switch {
+	case all:
+		return n.broadcast(ctx, op)
+	case len(nodes) == 0:
+		return []*BroadcastReply{n.LocalBroadcast(op)}, nil
+	}
+	return n.broadcastWith(op, func() ([]*BroadcastReply, []string) { return t.BroadcastTo(ctx, nodes, op) })
 }
 
 // SendToGroup pushes a message to every member of a group.
@@ -428,7 +452,13 @@ func (n *Node) SendToSystem(ctx context.Context, systemID string, m *define.Mess
 
 func (n *Node) sendBroadcast(ctx context.Context, op *BroadcastOp) (*define.BroadcastResult, error) {
 	op.MessageID = n.msgIDs.Next()
-	replies, unreachable := n.broadcast(ctx, op)
+	var replies []*BroadcastReply
+	var unreachable []string
+	if op.Kind == OpGroup {
+		replies, unreachable = n.groupBroadcast(ctx, op)
+	} else {
+		replies, unreachable = n.broadcast(ctx, op)
+	}
 	res := &define.BroadcastResult{MessageID: op.MessageID, Unreachable: unreachable}
 	for _, r := range replies {
 		res.Recipients += r.Recipients
@@ -436,8 +466,13 @@ func (n *Node) sendBroadcast(ctx context.Context, op *BroadcastOp) (*define.Broa
 	return res, nil
 }
 
-// OnlineList lists the clients of a group ("" = the whole system).
+// OnlineList lists the clients of a group ("" = the whole system). In a
+// cluster with a presence index it answers from the index, with no RPC.
 func (n *Node) OnlineList(ctx context.Context, systemID, group string) (*define.OnlineList, error) {
+	if p := n.presence(); p != nil {
+		ids := append(n.hub.onlineIDs(systemID, group), p.Clients(systemID, group)...)
+		return &define.OnlineList{List: ids, Count: len(ids)}, nil
+	}
 	replies, unreachable := n.broadcast(ctx, &BroadcastOp{Kind: OpList, SystemID: systemID, Group: group})
 	res := &define.OnlineList{List: []string{}, Unreachable: unreachable}
 	for _, r := range replies {

@@ -8,8 +8,10 @@
 //
 // etcd layout (prefix = [cluster] keyPrefix):
 //
-//	<prefix>/nodes/<nodeId>   JSON NodeInfo, attached to the node's lease
-//	<prefix>/systems/<id>     registered systems (servers/store.Etcd)
+//	<prefix>/nodes/<nodeId>               JSON NodeInfo, under the node's lease
+//	<prefix>/presence/<nodeId>/<clientId> JSON servers.ClientPresence, same lease
+//	<prefix>/gone/<nodeId>                tombstone of a node declared gone
+//	<prefix>/systems/<id>                 registered systems (servers/store.Etcd)
 package cluster
 
 import (
@@ -23,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -66,6 +69,14 @@ type NodeInfo struct {
 	HTTPAddr  string    `json:"httpAddr"`
 	StartedAt time.Time `json:"startedAt"`
 	Version   string    `json:"version"`
+	// Leaving is set just before a graceful leave revokes the lease.
+	Leaving bool `json:"leaving,omitempty"`
+}
+
+// same reports whether two registrations name the same running node.
+func (a NodeInfo) same(b NodeInfo) bool {
+	a.Leaving, b.Leaving = false, false
+	return a == b
 }
 
 // PeerStatus is one entry of the peer table, for tests and the dashboard.
@@ -107,8 +118,13 @@ type Cluster struct {
 	closeOnce  sync.Once
 	started    bool
 
-	peers    atomic.Pointer[map[ident.NodeID]*peer] // copy-on-write, swapped by the watch loop
-	notifyMu sync.Mutex
+	tableMu       sync.Mutex                             // serialises changes of peers
+	peers         atomic.Pointer[map[ident.NodeID]*peer] // copy-on-write
+	firstList     chan struct{}                          // closed once the first peer list is loaded
+	firstListOnce sync.Once
+	cache         *presenceCache
+	writer        *presenceWriter
+	notifyMu      sync.Mutex
 	changed  chan struct{}
 }
 
@@ -143,7 +159,10 @@ func New(o Options) (*Cluster, error) {
 		prefix: strings.TrimRight(o.KeyPrefix, "/"),
 		ctx:    ctx, cancel: cancel, regCtx: regCtx, regCancel: regCancel,
 		regDone: make(chan struct{}), firstReg: make(chan struct{}), changed: make(chan struct{}),
+		firstList: make(chan struct{}), cache: newPresenceCache(),
 	}
+	c.writer = newPresenceWriter(c)
+	c.registerMetrics()
 	empty := map[ident.NodeID]*peer{}
 	c.peers.Store(&empty)
 	return c, nil
@@ -177,13 +196,17 @@ func (c *Cluster) Start(local Local, httpAddr string) error {
 	}
 	c.info = NodeInfo{ID: c.self.String(), RPCAddr: adv, HTTPAddr: httpAddr, StartedAt: time.Now().UTC(), Version: c.o.Version}
 	c.log = c.log.With(zap.String("node", c.info.ID))
-	if c.srv, err = newRPCServer(ln, local, c.authKey, c.log.Named("rpc")); err != nil {
+	if c.srv, err = newRPCServer(ln, local, c.onPresenceOp, c.authKey, c.log.Named("rpc")); err != nil {
 		ln.Close()
 		close(c.regDone)
 		return err
 	}
-	c.wg.Add(1)
-	go c.watchPeers(0)
+	c.wg.Add(2)
+	go c.watchCluster(0)
+	go func() {
+		defer c.wg.Done()
+		c.writer.run(c.ctx)
+	}()
 	go c.registerLoop()
 	if c.o.RegisterWait > 0 {
 		t := time.NewTimer(c.o.RegisterWait)
@@ -207,19 +230,22 @@ func advertised(a net.Addr) string {
 	return a.String()
 }
 
-// Info is this node's registration (valid after Start).
-func (c *Cluster) Info() NodeInfo { return c.info }
-
 // RPCAddr is the address peers dial (valid after Start).
 func (c *Cluster) RPCAddr() string { return c.info.RPCAddr }
 
-// Ready reports whether the node is registered in etcd (for /readyz).
+// Ready reports whether the node is registered in etcd and knows its
+// peers (for /readyz).
 func (c *Cluster) Ready() error {
 	switch {
 	case c.leaving.Load():
 		return errors.New("leaving the cluster")
 	case !c.registered.Load():
 		return errors.New("not registered in etcd (etcd unreachable or lease being renewed)")
+	}
+	select {
+	case <-c.firstList:
+	default:
+		return errors.New("the peer list is not loaded yet")
 	}
 	return nil
 }
@@ -267,6 +293,10 @@ func (c *Cluster) leave(ctx context.Context, revoke bool) {
 		}
 		rctx, cancel := context.WithTimeout(ctx, c.o.EtcdTimeout)
 		defer cancel()
+		// Mark the registration as leaving first, so the peers drop this
+		// node at the revoke without announcing its clients: it closes them
+		// itself (1001), and their leave events go out from here.
+		_, _ = c.cli.Put(rctx, NodeKey(c.prefix, c.self), c.infoValue(true), clientv3.WithLease(id))
 		if _, err := c.cli.Revoke(rctx, id); err != nil {
 			c.log.Warn("revoking the lease failed; peers forget this node when it expires",
 				zap.Error(err), zap.Int("leaseTTL", c.o.LeaseTTL))
@@ -309,4 +339,19 @@ func (c *Cluster) shutdown(revoke bool) {
 		c.peers.Store(&empty)
 		c.metrics.Peers.Set(0)
 	})
+}
+
+// registerMetrics exports the presence writer's etcd cost.
+func (c *Cluster) registerMetrics() {
+	w := c.writer
+	for _, col := range []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gows_presence_etcd_writes_total",
+			Help: "Presence keys written or deleted in etcd by this node."}, func() float64 { return float64(w.writes.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gows_presence_etcd_txns_total",
+			Help: "etcd transactions of presence writes by this node."}, func() float64 { return float64(w.txns.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gows_presence_etcd_bytes_total",
+			Help: "Bytes of presence keys and values written to etcd by this node."}, func() float64 { return float64(w.bytes.Load()) }),
+	} {
+		_ = c.metrics.Registry.Register(col) // a second cluster on one registry keeps the first's
+	}
 }

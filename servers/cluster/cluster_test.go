@@ -26,6 +26,7 @@ type fakeLocal struct {
 	id      ident.NodeID
 	calls   atomic.Int64
 	errs    atomic.Int64
+	lost    atomic.Int64 // NodeLost calls
 	mu      sync.Mutex
 	release chan struct{} // non-nil while stalled
 }
@@ -34,6 +35,12 @@ func newFakeLocal() *fakeLocal { return &fakeLocal{id: ident.NewNodeID()} }
 
 func (f *fakeLocal) ID() ident.NodeID { return f.id }
 func (f *fakeLocal) CountRPCError()   { f.errs.Add(1) }
+func (f *fakeLocal) PresenceOf(string) (servers.ClientPresence, bool) {
+	return servers.ClientPresence{}, false
+}
+func (f *fakeLocal) EachPresence(func(string, servers.ClientPresence)) {}
+func (f *fakeLocal) NodeLost()                                         { f.lost.Add(1) }
+func (f *fakeLocal) PeerLost([]servers.LostClient)                     {}
 
 func (f *fakeLocal) wait() {
 	f.mu.Lock()
@@ -82,7 +89,8 @@ func server(t *testing.T, local *fakeLocal, secret string, log *zap.Logger) stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := newRPCServer(ln, local, authKey([]byte(secret)), log)
+	s, err := newRPCServer(ln, local, func(*servers.PresenceOp) *servers.PresenceReply { return &servers.PresenceReply{} },
+		authKey([]byte(secret)), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +274,8 @@ func TestPeerConnectionLossIsNoticedAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := newRPCServer(ln, local, authKey([]byte("s")), zap.NewNop())
+	s, err := newRPCServer(ln, local, func(*servers.PresenceOp) *servers.PresenceReply { return &servers.PresenceReply{} },
+		authKey([]byte("s")), zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
+		"net"
 	"net/rpc"
 	"sync/atomic"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/go-websocket/go-websocket/servers"
+	"github.com/go-websocket/go-websocket/servers/cluster/etcdwatch"
 	"github.com/go-websocket/go-websocket/tools/ident"
 )
 
@@ -29,37 +29,6 @@ var (
 	errDown    = errors.New("peer is down; waiting for it to answer again")
 )
 
-// Redial backoff of a peer that cannot be reached.
-const (
-	backoffMin = 50 * time.Millisecond
-	backoffMax = time.Second
-)
-
-func nextBackoff(d time.Duration) time.Duration {
-	return min(max(2*d, backoffMin), backoffMax)
-}
-
-// jitter spreads d by ±20% so peers do not redial in step.
-func jitter(d time.Duration) time.Duration {
-	return d + time.Duration((rand.Float64()*0.4-0.2)*float64(d))
-}
-
-// backoff waits about d (jittered; no wait when d is 0) and reports false
-// when ctx ends first.
-func backoff(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(jitter(d))
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // peer is one other node: its registration and the one persistent,
 // authenticated connection to it. A goroutine (run) owns the connection: it
 // dials, proves the node answers, and redials with backoff when the
@@ -71,6 +40,12 @@ type peer struct {
 	name string
 	info NodeInfo // immutable; a changed registration makes a new peer
 	c    *Cluster
+
+	// unregistered: its registration is gone from etcd; a verifier
+	// probes it until it registers again or is declared gone.
+	unregistered atomic.Bool
+	verifying    atomic.Bool
+	leaving      atomic.Bool // it announced a graceful leave
 
 	cur   atomic.Pointer[peerConn] // nil while down
 	first chan struct{}            // closed once the first dial has ended
@@ -115,7 +90,7 @@ func (p *peer) run() {
 	var wait time.Duration
 	failures := 0
 	for {
-		if !backoff(p.ctx, wait) {
+		if !etcdwatch.Sleep(p.ctx, wait) {
 			return
 		}
 		pc, err := p.connect()
@@ -139,7 +114,7 @@ func (p *peer) run() {
 				log.Debug("peer still unreachable", zap.Error(err), zap.Int("attempts", failures))
 			}
 			markFirst()
-			wait = nextBackoff(wait)
+			wait = etcdwatch.Next(wait, 0)
 			continue
 		}
 		p.cur.Store(pc)
@@ -163,7 +138,7 @@ func (p *peer) run() {
 			return
 		}
 		log.Warn("peer connection lost; redialling")
-		wait = backoffMin
+		wait = etcdwatch.BackoffMin
 	}
 }
 
@@ -193,7 +168,7 @@ func (p *peer) connect() (*peerConn, error) {
 	dc := newDeadlineConn(nc, p.c.timeout)
 	pc := &peerConn{cli: rpc.NewClient(dc), dc: dc}
 	var reply servers.BroadcastReply
-	call := pc.cli.Go("Node.Broadcast", &servers.BroadcastOp{Kind: servers.OpStats}, &reply, make(chan *rpc.Call, 1))
+	call := pc.cli.Go(servers.RPCBroadcast, &servers.BroadcastOp{Kind: servers.OpStats}, &reply, make(chan *rpc.Call, 1))
 	select {
 	case <-call.Done:
 		err = call.Error

@@ -196,7 +196,7 @@ func TestPeerWatchAfterCompaction(t *testing.T) {
 	c.local = newFakeLocal()
 	c.self = c.local.ID()
 	c.wg.Add(1)
-	go c.watchPeers(1)
+	go c.watchCluster(1)
 	t.Cleanup(c.Close)
 	waitFor(t, c, 5*time.Second, "table listed again after compaction", func() bool {
 		return len(c.Peers()) == 2 && hasPeer(c, ids[0]) && hasPeer(c, ids[1])

@@ -17,6 +17,7 @@ import (
 const (
 	methodUnicast   = "unicast"
 	methodBroadcast = "broadcast"
+	methodPresence  = "presence"
 )
 
 // call runs one RPC on p and records it in the metrics; a failure is
@@ -41,13 +42,18 @@ func (c *Cluster) call(ctx context.Context, p *peer, method, svc string, args, r
 // expired) holds no clients: the reply says 10006, which every caller
 // treats as "not online" (is_online answers false). A registered node that
 // does not answer within the deadline gives a 10009 error.
+//
+// A node missing from the table is looked up in etcd first: it may have
+// registered a moment ago, before its watch event arrived here.
 func (c *Cluster) Unicast(ctx context.Context, node ident.NodeID, op *servers.UnicastOp) (*servers.UnicastReply, error) {
 	p := c.peer(node)
 	if p == nil {
-		return &servers.UnicastReply{Code: define.CodeClientOffline}, nil
+		if p = c.lookupPeer(ctx, node); p == nil {
+			return &servers.UnicastReply{Code: define.CodeClientOffline}, nil
+		}
 	}
 	reply := new(servers.UnicastReply)
-	if err := c.call(ctx, p, methodUnicast, "Node.Unicast", op, reply); err != nil {
+	if err := c.call(ctx, p, methodUnicast, servers.RPCUnicast, op, reply); err != nil {
 		return nil, &define.Error{Code: define.CodeUnavailable,
 			Msg: fmt.Sprintf("cluster unavailable: node %s, which holds the client, does not answer; try again", p.name)}
 	}
@@ -59,6 +65,29 @@ func (c *Cluster) Unicast(ctx context.Context, node ident.NodeID, op *servers.Un
 // the others have until the deadline to answer.
 func (c *Cluster) Broadcast(ctx context.Context, op *servers.BroadcastOp) ([]*servers.BroadcastReply, []string) {
 	t := *c.peers.Load()
+	ps := make([]*peer, 0, len(t))
+	for _, p := range t {
+		ps = append(ps, p)
+	}
+	return c.broadcast(ctx, ps, op)
+}
+
+var _ servers.Targeted = (*Cluster)(nil)
+
+// BroadcastTo implements servers.Targeted: op runs on the named nodes that
+// are in the peer table, like Broadcast.
+func (c *Cluster) BroadcastTo(ctx context.Context, nodes []ident.NodeID, op *servers.BroadcastOp) ([]*servers.BroadcastReply, []string) {
+	t := *c.peers.Load()
+	ps := make([]*peer, 0, len(nodes))
+	for _, id := range nodes {
+		if p := t[id]; p != nil {
+			ps = append(ps, p)
+		}
+	}
+	return c.broadcast(ctx, ps, op)
+}
+
+func (c *Cluster) broadcast(ctx context.Context, t []*peer, op *servers.BroadcastOp) ([]*servers.BroadcastReply, []string) {
 	if len(t) == 0 {
 		return nil, nil
 	}
@@ -80,7 +109,7 @@ func (c *Cluster) Broadcast(ctx context.Context, op *servers.BroadcastOp) ([]*se
 		calls++
 		go func() {
 			r := new(servers.BroadcastReply)
-			err := c.call(ctx, p, methodBroadcast, "Node.Broadcast", op, r)
+			err := c.call(ctx, p, methodBroadcast, servers.RPCBroadcast, op, r)
 			results <- result{p, r, err}
 		}()
 	}

@@ -14,18 +14,32 @@ import (
 )
 
 // Local is what the cluster needs of this process's node: the RPC service
-// runs forwarded operations on it, and failed calls are counted on it.
-// *servers.Node implements it.
+// runs forwarded operations on it, failed calls are counted on it, the
+// presence index reads its clients, and it is told when it or a peer was
+// declared gone. *servers.Node implements it.
 type Local interface {
 	ID() ident.NodeID
 	LocalUnicast(op *servers.UnicastOp) *servers.UnicastReply
 	LocalBroadcast(op *servers.BroadcastOp) *servers.BroadcastReply
 	CountRPCError()
+	PresenceOf(clientID string) (servers.ClientPresence, bool)
+	EachPresence(fn func(clientID string, p servers.ClientPresence))
+	NodeLost()
+	PeerLost(lost []servers.LostClient)
 }
 
 // service is the net/rpc receiver, registered under the name "Node". Its
 // methods run the very same node methods a local call would.
-type service struct{ local Local }
+type service struct {
+	local    Local
+	presence func(*servers.PresenceOp) *servers.PresenceReply
+}
+
+// Presence runs a peer's presence note on this node.
+func (s *service) Presence(op *servers.PresenceOp, reply *servers.PresenceReply) error {
+	*reply = *s.presence(op)
+	return nil
+}
 
 // Unicast runs a forwarded unicast on this node.
 func (s *service) Unicast(op *servers.UnicastOp, reply *servers.UnicastReply) error {
@@ -85,9 +99,10 @@ func (l *logLimiter) allow(now time.Time) (count int, ok bool) {
 	return count, true
 }
 
-func newRPCServer(ln net.Listener, local Local, key []byte, log *zap.Logger) (*rpcServer, error) {
+func newRPCServer(ln net.Listener, local Local, presence func(*servers.PresenceOp) *servers.PresenceReply,
+	key []byte, log *zap.Logger) (*rpcServer, error) {
 	srv := rpc.NewServer()
-	if err := srv.RegisterName("Node", &service{local: local}); err != nil {
+	if err := srv.RegisterName("Node", &service{local: local, presence: presence}); err != nil {
 		return nil, err
 	}
 	s := &rpcServer{ln: ln, srv: srv, key: key, self: local.ID(), log: log, conns: map[net.Conn]struct{}{}}

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/go-websocket/go-websocket/define"
+	"github.com/go-websocket/go-websocket/servers/cluster/etcdwatch"
 )
 
 // Etcd keeps the systems of a cluster in etcd, one key per system under
@@ -28,6 +29,8 @@ type Etcd struct {
 
 	mu  sync.RWMutex
 	ids map[string]struct{}
+
+	misses chan struct{} // slots for etcd reads of ids missing from ids
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -48,7 +51,7 @@ func OpenEtcd(ctx context.Context, cli *clientv3.Client, keyPrefix string, timeo
 		log = zap.NewNop()
 	}
 	s := &Etcd{cli: cli, prefix: strings.TrimRight(keyPrefix, "/") + "/systems/", timeout: timeout, log: log,
-		ids: map[string]struct{}{}, done: make(chan struct{})}
+		ids: map[string]struct{}{}, done: make(chan struct{}), misses: make(chan struct{}, maxMissReads)}
 	rev, err := s.load(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load systems from etcd: %w", err)
@@ -78,38 +81,10 @@ func (s *Etcd) load(ctx context.Context) (int64, error) {
 // it loads everything again. The cache is kept while etcd is unreachable.
 func (s *Etcd) watch(rev int64) {
 	defer close(s.done)
-	wait := time.Duration(0)
-	for {
-		if rev == 0 {
-			if wait > 0 {
-				t := time.NewTimer(wait)
-				select {
-				case <-t.C:
-				case <-s.ctx.Done():
-					t.Stop()
-					return
-				}
-			}
-			ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
-			r, err := s.load(ctx)
-			cancel()
-			if err != nil {
-				if s.ctx.Err() != nil {
-					return
-				}
-				s.log.Debug("reloading systems failed; keeping the cache", zap.Error(err))
-				wait = min(max(2*wait, 50*time.Millisecond), time.Second)
-				continue
-			}
-			rev, wait = r, 0
-		}
-		wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(s.ctx))
-		wch := s.cli.Watch(wctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-		for wr := range wch {
-			if err := wr.Err(); err != nil {
-				s.log.Info("systems watch ended; reloading", zap.Error(err))
-				break
-			}
+	f := etcdwatch.Follower{
+		Client: s.cli, Prefix: s.prefix, Timeout: s.timeout, Log: s.log,
+		Load: s.load,
+		Apply: func(wr clientv3.WatchResponse) {
 			s.mu.Lock()
 			for _, ev := range wr.Events {
 				id := strings.TrimPrefix(string(ev.Kv.Key), s.prefix)
@@ -120,15 +95,9 @@ func (s *Etcd) watch(rev int64) {
 				}
 			}
 			s.mu.Unlock()
-		}
-		wcancel()
-		for range wch {
-		}
-		if s.ctx.Err() != nil {
-			return
-		}
-		rev, wait = 0, 50*time.Millisecond
+		},
 	}
+	f.Run(s.ctx, rev)
 }
 
 // Register implements Systems.
@@ -160,12 +129,40 @@ func (s *Etcd) Register(ctx context.Context, id string) error {
 	return nil
 }
 
-// Exists implements Systems; it answers from memory.
+// missTimeout bounds the etcd read of a system missing from the cache.
+const missTimeout = 500 * time.Millisecond
+
+// maxMissReads bounds the concurrent etcd reads of missing systems, so a
+// flood of calls for unknown ids costs etcd little.
+const maxMissReads = 8
+
+// Exists implements Systems. It answers from memory; an id missing there
+// is read from etcd once (bounded by missTimeout), so a system registered
+// on another node a moment ago is known here before its watch event
+// arrives. While etcd does not answer, the cache's answer stands.
 func (s *Etcd) Exists(id string) bool {
 	s.mu.RLock()
 	_, ok := s.ids[id]
 	s.mu.RUnlock()
-	return ok
+	if ok || id == "" {
+		return ok
+	}
+	select {
+	case s.misses <- struct{}{}:
+		defer func() { <-s.misses }()
+	default:
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), min(s.timeout, missTimeout))
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.prefix+id, clientv3.WithKeysOnly())
+	if err != nil || len(resp.Kvs) == 0 {
+		return false
+	}
+	s.mu.Lock()
+	s.ids[id] = struct{}{}
+	s.mu.Unlock()
+	return true
 }
 
 // List implements Systems.

@@ -20,7 +20,8 @@ type Systems interface {
 	// Register adds id; it returns define.ErrSystemExists when id is taken,
 	// or a *define.Error with code 10009 when the backing store is down.
 	Register(ctx context.Context, id string) error
-	// Exists answers from memory; it never blocks on I/O.
+	// Exists answers from memory; a miss may read the backing store once,
+	// bounded by a short timeout.
 	Exists(id string) bool
 	// List returns every registered id, sorted.
 	List() []string

@@ -239,6 +239,7 @@ func TestNodeKilledWithoutWarning(t *testing.T) {
 	}
 	// Meanwhile the survivors keep answering, each call within the deadline.
 	calls := 0
+	var left [2]int // 1002 events about the dead node's client
 	for round := 0; round < 10000; round++ {
 		gone := true
 		for _, n := range []*tnode{n0, n1} {
@@ -263,8 +264,8 @@ func TestNodeKilledWithoutWarning(t *testing.T) {
 			if len(res.Unreachable) > 0 && (len(res.Unreachable) != 1 || res.Unreachable[0] != n2.id()) {
 				t.Fatalf("unreachable %v, want [%s]", res.Unreachable, n2.id())
 			}
-			c0.expect(t, res.MessageID)
-			c1.expect(t, res.MessageID)
+			c0.expectSkipping(t, res.MessageID, c2, &left[0])
+			c1.expectSkipping(t, res.MessageID, c2, &left[1])
 			for _, x := range []*resp{r, g} {
 				if x.Took > limit {
 					t.Fatalf("a call on a survivor took %v (deadline %v): %s", x.Took, cfg.rpcTimeout, x)
@@ -280,6 +281,21 @@ func TestNodeKilledWithoutWarning(t *testing.T) {
 	wg.Wait()
 	t.Logf("node killed: connection loss noticed after %v / %v, peer table dropped it after %v / %v (lease TTL %d s); %d API calls meanwhile, all within %v",
 		noticed[0], noticed[1], dropped[0], dropped[1], cfg.leaseTTL, calls, limit)
+	// Its client was announced as left to each survivor's member, once.
+	for i, c := range []*wsClient{c0, c1} {
+		select {
+		case f := <-c.frames:
+			if f.Code == 1002 {
+				left[i]++
+			} else {
+				t.Fatalf("unexpected frame %+v", f)
+			}
+		case <-time.After(200 * time.Millisecond):
+		}
+		if left[i] != 1 {
+			t.Fatalf("client on node %d got %d 1002 events about the dead node's client, want 1", i, left[i])
+		}
+	}
 	// Once its lease expired: plain 10006, and no unreachable nodes.
 	for _, api := range []*tnode{n0, n1} {
 		if r := api.post(t, "send_to_client", "s1", map[string]any{"clientId": c2.id}); r.Code != define.CodeClientOffline {
@@ -313,12 +329,13 @@ func TestStalledPeerIsSkippedUntilItAnswers(t *testing.T) {
 	if r.Took < cfg.rpcTimeout-50*time.Millisecond || r.Took > limit {
 		t.Fatalf("broadcast with a stalled peer took %v, want about the deadline %v", r.Took, cfg.rpcTimeout)
 	}
-	// From now on the stalled peer is skipped at once.
+	// From now on the stalled peer is skipped at once. Lists answer from
+	// the presence index, with no call to any peer.
 	for range 3 {
 		r := n0.post(t, "get_online_list", "s1", map[string]any{})
 		var l listResult
 		r.decode(t, &l)
-		if r.Code != 0 || l.Count != 2 || len(l.Unreachable) != 1 || r.Took > 200*time.Millisecond {
+		if r.Code != 0 || l.Count != 3 || r.Took > 200*time.Millisecond {
 			t.Fatalf("list with a down peer: %s", r)
 		}
 		u := n0.post(t, "send_to_client", "s1", map[string]any{"clientId": all[2].id})

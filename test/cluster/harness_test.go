@@ -472,6 +472,27 @@ func (c *wsClient) expect(t testing.TB, messageID string) frame {
 	return f
 }
 
+// expectSkipping waits for the frame with messageID, counting the 1002
+// events about gone that arrive before it in left.
+func (c *wsClient) expectSkipping(t testing.TB, messageID string, gone *wsClient, left *int) {
+	t.Helper()
+	for range 3 {
+		f := c.next(t, 5*time.Second)
+		if f.MessageID == messageID {
+			return
+		}
+		var ev struct {
+			ClientID string `json:"clientId"`
+		}
+		_ = json.Unmarshal(f.Data, &ev)
+		if f.Code != 1002 || ev.ClientID != gone.id {
+			t.Fatalf("client %s (node %d): got frame %+v, want messageId %s", c.id, c.node.idx, f, messageID)
+		}
+		*left++
+	}
+	t.Fatalf("client %s (node %d): messageId %s not received", c.id, c.node.idx, messageID)
+}
+
 // expectEvent waits for a membership event (code 1001/1002) about member.
 func (c *wsClient) expectEvent(t testing.TB, code int, member *wsClient, group string) {
 	t.Helper()

@@ -1,0 +1,594 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/go-websocket/go-websocket/servers"
+	"github.com/go-websocket/go-websocket/servers/cluster/etcdwatch"
+	"github.com/go-websocket/go-websocket/tools/ident"
+)
+
+// The presence index: every node keeps, under its own lease, one key per
+// local client,
+//
+//	<prefix>/presence/<nodeId>/<clientId>   JSON servers.ClientPresence
+//
+// written by a batching writer (one transaction per short window), and
+// every node follows all of them into a cache (the watch of the peer
+// table). Group sends go only to the nodes the cache names; lists answer
+// from it.
+
+const (
+	// presenceWindow is how long the writer gathers changes before one
+	// transaction.
+	presenceWindow = 5 * time.Millisecond
+	// maxTxnOps is etcd's default limit of operations per transaction.
+	maxTxnOps = 128
+	// youngFor is how long after its first peer list a node sends group
+	// messages to every node: a bind on a node it does not know yet could
+	// otherwise be missed.
+	youngFor = 2 * time.Second
+)
+
+func (c *Cluster) presencePrefix() string { return c.prefix + "/presence/" }
+
+func presenceKey(prefix string, node ident.NodeID, clientID string) string {
+	return prefix + node.String() + "/" + clientID
+}
+
+// ------------------------------------------------------------------ writer
+
+// presenceWriter writes this node's presence in batches.
+type presenceWriter struct {
+	c *Cluster
+
+	mu      sync.Mutex
+	pending map[string]struct{}
+	waiters []chan struct{}
+	lease   clientv3.LeaseID // 0 while the node holds no lease
+	dirty   bool             // a change could not be written
+	kick    chan struct{}
+
+	writes atomic.Uint64 // etcd write operations (put or delete)
+	txns   atomic.Uint64
+	bytes  atomic.Uint64
+}
+
+func newPresenceWriter(c *Cluster) *presenceWriter {
+	return &presenceWriter{c: c, pending: map[string]struct{}{}, kick: make(chan struct{}, 1)}
+}
+
+func (w *presenceWriter) signal() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// changed queues a client's presence; with wait it returns a channel closed
+// once the write is visible to the reachable peers (or given up).
+func (w *presenceWriter) changed(id string, wait bool) <-chan struct{} {
+	var ch chan struct{}
+	w.mu.Lock()
+	w.pending[id] = struct{}{}
+	if wait {
+		ch = make(chan struct{})
+		if w.lease == 0 {
+			// No lease (etcd away): the peers treat this node as unknown
+			// and send it every group message; do not hold the bind.
+			close(ch)
+		} else {
+			w.waiters = append(w.waiters, ch)
+		}
+	}
+	w.mu.Unlock()
+	w.signal()
+	return ch
+}
+
+// setLease is called by the registration: a new lease (after replay) or 0.
+func (w *presenceWriter) setLease(id clientv3.LeaseID) {
+	w.mu.Lock()
+	w.lease = id
+	w.mu.Unlock()
+	w.signal()
+}
+
+// run flushes batches until ctx ends.
+func (w *presenceWriter) run(ctx context.Context) {
+	var wait time.Duration
+	for {
+		select {
+		case <-ctx.Done():
+			w.release(w.takeWaiters())
+			return
+		case <-w.kick:
+		}
+		if !etcdwatch.Sleep(ctx, max(wait, presenceWindow)) {
+			w.release(w.takeWaiters())
+			return
+		}
+		w.mu.Lock()
+		lease := w.lease
+		if lease == 0 || len(w.pending) == 0 {
+			waiters := w.waiters
+			w.waiters = nil
+			w.mu.Unlock()
+			w.release(waiters)
+			continue
+		}
+		ids := make([]string, 0, len(w.pending))
+		for id := range w.pending {
+			ids = append(ids, id)
+		}
+		clear(w.pending)
+		waiters := w.waiters
+		w.waiters = nil
+		wasDirty := w.dirty
+		w.mu.Unlock()
+
+		rev, err := w.write(ctx, lease, ids)
+		if err != nil {
+			w.mu.Lock()
+			for _, id := range ids {
+				w.pending[id] = struct{}{}
+			}
+			first := !w.dirty
+			w.dirty = true
+			w.mu.Unlock()
+			if first {
+				w.c.log.Warn("writing presence to etcd failed; peers send this node every group message until it is written", zap.Error(err))
+			}
+			w.c.announce(ctx, &servers.PresenceOp{Dirty: true})
+			w.release(waiters)
+			wait = etcdwatch.Next(wait, 250*time.Millisecond)
+			w.signal()
+			continue
+		}
+		wait = 0
+		w.mu.Lock()
+		w.dirty = false
+		w.mu.Unlock()
+		if len(waiters) > 0 || wasDirty {
+			w.c.announce(ctx, &servers.PresenceOp{Rev: rev})
+		}
+		w.release(waiters)
+	}
+}
+
+func (w *presenceWriter) takeWaiters() []chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ws := w.waiters
+	w.waiters = nil
+	return ws
+}
+
+func (w *presenceWriter) release(ws []chan struct{}) {
+	for _, ch := range ws {
+		close(ch)
+	}
+}
+
+// write puts or deletes the keys of ids under lease, at most maxTxnOps
+// per transaction, and returns the revision of the last one.
+func (w *presenceWriter) write(ctx context.Context, lease clientv3.LeaseID, ids []string) (int64, error) {
+	prefix := w.c.presencePrefix()
+	var rev int64
+	for len(ids) > 0 {
+		n := min(len(ids), maxTxnOps)
+		ops := make([]clientv3.Op, 0, n)
+		for _, id := range ids[:n] {
+			key := presenceKey(prefix, w.c.self, id)
+			p, ok := w.c.local.PresenceOf(id)
+			if !ok {
+				ops = append(ops, clientv3.OpDelete(key))
+				w.bytes.Add(uint64(len(key)))
+				continue
+			}
+			val, err := json.Marshal(p)
+			if err != nil {
+				continue
+			}
+			ops = append(ops, clientv3.OpPut(key, string(val), clientv3.WithLease(lease)))
+			w.bytes.Add(uint64(len(key) + len(val)))
+		}
+		ids = ids[n:]
+		tctx, cancel := context.WithTimeout(ctx, w.c.o.EtcdTimeout)
+		resp, err := w.c.cli.Txn(tctx).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			return 0, err
+		}
+		w.writes.Add(uint64(len(ops)))
+		w.txns.Add(1)
+		rev = resp.Header.Revision
+	}
+	return rev, nil
+}
+
+// replay writes every local client under a new lease (the old keys went
+// with the old lease); pending changes are covered by it.
+func (w *presenceWriter) replay(ctx context.Context, lease clientv3.LeaseID) error {
+	w.mu.Lock()
+	clear(w.pending)
+	w.mu.Unlock()
+	var ids []string
+	w.c.local.EachPresence(func(id string, _ servers.ClientPresence) { ids = append(ids, id) })
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := w.write(ctx, lease, ids)
+	return err
+}
+
+// ------------------------------------------------------------------ cache
+
+// entry is one client of another node in the cache.
+type entry struct {
+	node ident.NodeID
+	id   string
+	servers.ClientPresence
+}
+
+type groupKey struct{ system, group string }
+
+// presenceCache is every other node's presence, by node, by system and by
+// group, fed by the watch of the peer table.
+type presenceCache struct {
+	mu       sync.RWMutex
+	byNode   map[ident.NodeID]map[string]*entry
+	loadedAt map[ident.NodeID]int64 // events at or below are already in
+	systems  map[string]map[string]*entry
+	groups   map[groupKey]map[string]*entry
+	holders  map[groupKey]map[ident.NodeID]int
+	dirty    map[ident.NodeID]bool // nodes whose writes are failing
+
+	applied atomic.Int64 // revision the cache reflects
+	needRev atomic.Int64 // highest revision a peer asked this node to reach
+	readyAt atomic.Int64 // unix nanos of the first complete load; 0 before
+	changed chan struct{}
+}
+
+func newPresenceCache() *presenceCache {
+	return &presenceCache{
+		byNode: map[ident.NodeID]map[string]*entry{}, loadedAt: map[ident.NodeID]int64{},
+		systems: map[string]map[string]*entry{}, groups: map[groupKey]map[string]*entry{},
+		holders: map[groupKey]map[ident.NodeID]int{}, dirty: map[ident.NodeID]bool{},
+		changed: make(chan struct{}),
+	}
+}
+
+// put adds or replaces a client; the caller holds mu.
+func (pc *presenceCache) put(e *entry) {
+	pc.del(e.node, e.id)
+	m := pc.byNode[e.node]
+	if m == nil {
+		m = map[string]*entry{}
+		pc.byNode[e.node] = m
+	}
+	m[e.id] = e
+	s := pc.systems[e.SystemID]
+	if s == nil {
+		s = map[string]*entry{}
+		pc.systems[e.SystemID] = s
+	}
+	s[e.id] = e
+	for g := range e.Groups {
+		k := groupKey{e.SystemID, g}
+		gm := pc.groups[k]
+		if gm == nil {
+			gm = map[string]*entry{}
+			pc.groups[k] = gm
+		}
+		gm[e.id] = e
+		h := pc.holders[k]
+		if h == nil {
+			h = map[ident.NodeID]int{}
+			pc.holders[k] = h
+		}
+		h[e.node]++
+	}
+}
+
+// del removes a client; the caller holds mu.
+func (pc *presenceCache) del(node ident.NodeID, id string) *entry {
+	e := pc.byNode[node][id]
+	if e == nil {
+		return nil
+	}
+	delete(pc.byNode[node], id)
+	if s := pc.systems[e.SystemID]; s != nil {
+		delete(s, id)
+		if len(s) == 0 {
+			delete(pc.systems, e.SystemID)
+		}
+	}
+	for g := range e.Groups {
+		k := groupKey{e.SystemID, g}
+		if gm := pc.groups[k]; gm != nil {
+			delete(gm, id)
+			if len(gm) == 0 {
+				delete(pc.groups, k)
+			}
+		}
+		if h := pc.holders[k]; h != nil {
+			if h[node]--; h[node] <= 0 {
+				delete(h, node)
+			}
+			if len(h) == 0 {
+				delete(pc.holders, k)
+			}
+		}
+	}
+	return e
+}
+
+// dropNode removes a node's clients and returns them.
+func (pc *presenceCache) dropNode(node ident.NodeID) []*entry {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	var out []*entry
+	for id := range pc.byNode[node] {
+		if e := pc.del(node, id); e != nil {
+			out = append(out, e)
+		}
+	}
+	delete(pc.byNode, node)
+	delete(pc.loadedAt, node)
+	delete(pc.dirty, node)
+	return out
+}
+
+// loaded reports whether a node's entries were read from etcd.
+func (pc *presenceCache) loaded(node ident.NodeID) bool {
+	pc.mu.RLock()
+	defer pc.mu.RUnlock()
+	_, ok := pc.loadedAt[node]
+	return ok
+}
+
+// setDirty makes group sends include node until its next write is known.
+func (pc *presenceCache) setDirty(node ident.NodeID) {
+	pc.mu.Lock()
+	pc.dirty[node] = true
+	pc.mu.Unlock()
+}
+
+// setApplied records that the cache reflects rev and wakes waiters.
+func (pc *presenceCache) setApplied(rev int64) {
+	if rev <= pc.applied.Load() {
+		return
+	}
+	pc.applied.Store(rev)
+	pc.mu.Lock()
+	close(pc.changed)
+	pc.changed = make(chan struct{})
+	pc.mu.Unlock()
+}
+
+// waitApplied waits until the cache reflects rev, at most d.
+func (pc *presenceCache) waitApplied(rev int64, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		pc.mu.RLock()
+		ch := pc.changed
+		pc.mu.RUnlock()
+		if pc.applied.Load() >= rev {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return pc.applied.Load() >= rev
+		}
+	}
+}
+
+func parsePresenceKey(prefix string, key []byte) (ident.NodeID, string, bool) {
+	rest, ok := strings.CutPrefix(string(key), prefix)
+	if !ok {
+		return ident.NodeID{}, "", false
+	}
+	ns, id, ok := strings.Cut(rest, "/")
+	if !ok || id == "" {
+		return ident.NodeID{}, "", false
+	}
+	node, err := ident.ParseNodeID(ns)
+	return node, id, err == nil
+}
+
+func decodeEntry(node ident.NodeID, id string, val []byte) (*entry, bool) {
+	e := &entry{node: node, id: id}
+	if err := json.Unmarshal(val, &e.ClientPresence); err != nil || e.SystemID == "" {
+		return nil, false
+	}
+	return e, true
+}
+
+// ------------------------------------------------------------------ Presence
+
+var _ servers.Presence = (*Cluster)(nil)
+
+// PresenceChanged implements servers.Presence.
+func (c *Cluster) PresenceChanged(clientID string, wait bool) <-chan struct{} {
+	return c.writer.changed(clientID, wait)
+}
+
+// trusted reports whether group sends may follow the cache.
+func (c *Cluster) trusted() bool {
+	pc := c.cache
+	ready := pc.readyAt.Load()
+	return ready != 0 && time.Since(time.Unix(0, ready)) >= youngFor && pc.applied.Load() >= pc.needRev.Load()
+}
+
+// Holders implements servers.Presence: the nodes holding members of the
+// group, plus every node whose presence is not known exactly (its writes
+// failing, or its lease gone while it still answers).
+func (c *Cluster) Holders(systemID, group string) ([]ident.NodeID, bool) {
+	if !c.trusted() {
+		return nil, true
+	}
+	pc := c.cache
+	var out []ident.NodeID
+	pc.mu.RLock()
+	for node := range pc.holders[groupKey{systemID, group}] {
+		out = append(out, node)
+	}
+	for node := range pc.dirty {
+		if !slices.Contains(out, node) {
+			out = append(out, node)
+		}
+	}
+	pc.mu.RUnlock()
+	for _, p := range *c.peers.Load() {
+		if p.unregistered.Load() && !slices.Contains(out, p.id) {
+			out = append(out, p.id)
+		}
+	}
+	return out, false
+}
+
+// Clients implements servers.Presence.
+func (c *Cluster) Clients(systemID, group string) []string {
+	pc := c.cache
+	pc.mu.RLock()
+	defer pc.mu.RUnlock()
+	var m map[string]*entry
+	if group == "" {
+		m = pc.systems[systemID]
+	} else {
+		m = pc.groups[groupKey{systemID, group}]
+	}
+	out := make([]string, 0, len(m))
+	for id := range m {
+		out = append(out, id)
+	}
+	return out
+}
+
+// PresenceStats is what the writer has cost so far, for measurements.
+type PresenceStats struct {
+	Writes, Txns, Bytes uint64
+}
+
+// PresenceStats returns the writer's counters.
+func (c *Cluster) PresenceStats() PresenceStats {
+	return PresenceStats{Writes: c.writer.writes.Load(), Txns: c.writer.txns.Load(), Bytes: c.writer.bytes.Load()}
+}
+
+// announce tells every reachable peer about this node's presence writes:
+// Dirty (a write failed: send me every group message) or Rev (my writes up
+// to Rev are in etcd: reach that revision before answering).
+func (c *Cluster) announce(ctx context.Context, op *servers.PresenceOp) {
+	op.Node = c.self.String()
+	t := *c.peers.Load()
+	var wg sync.WaitGroup
+	for _, p := range t {
+		if !p.up() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var reply servers.PresenceReply
+			_ = c.call(ctx, p, methodPresence, servers.RPCPresence, op, &reply)
+		}()
+	}
+	wg.Wait()
+}
+
+// onPresenceOp runs a peer's announcement on this node.
+func (c *Cluster) onPresenceOp(op *servers.PresenceOp) *servers.PresenceReply {
+	node, err := ident.ParseNodeID(op.Node)
+	if err != nil {
+		return &servers.PresenceReply{}
+	}
+	pc := c.cache
+	if op.Dirty {
+		pc.mu.Lock()
+		pc.dirty[node] = true
+		pc.mu.Unlock()
+		return &servers.PresenceReply{Applied: true}
+	}
+	pc.mu.Lock()
+	delete(pc.dirty, node)
+	pc.mu.Unlock()
+	for {
+		cur := pc.needRev.Load()
+		if op.Rev <= cur || pc.needRev.CompareAndSwap(cur, op.Rev) {
+			break
+		}
+	}
+	return &servers.PresenceReply{Applied: pc.waitApplied(op.Rev, c.timeout/2)}
+}
+
+// applyPresence applies presence events of one watch response; nodes whose
+// lease is gone keep their entries (deletes ignored) until they are
+// declared gone or register again.
+func (c *Cluster) applyPresence(events []*clientv3.Event, frozen func(ident.NodeID) bool) {
+	prefix := c.presencePrefix()
+	pc := c.cache
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	for _, ev := range events {
+		node, id, ok := parsePresenceKey(prefix, ev.Kv.Key)
+		if !ok || node == c.self || ev.Kv.ModRevision <= pc.loadedAt[node] {
+			continue
+		}
+		if ev.Type == mvccpb.DELETE {
+			if !frozen(node) {
+				pc.del(node, id)
+			}
+			continue
+		}
+		if e, ok := decodeEntry(node, id, ev.Kv.Value); ok {
+			pc.put(e)
+		}
+	}
+}
+
+// loadNode replaces a node's entries with etcd's at rev.
+func (c *Cluster) loadNode(ctx context.Context, node ident.NodeID, rev int64) error {
+	prefix := c.presencePrefix() + node.String() + "/"
+	resp, err := c.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev))
+	if err != nil {
+		return err
+	}
+	c.replaceNodes(map[ident.NodeID]bool{node: true}, resp.Kvs, rev)
+	return nil
+}
+
+// replaceNodes replaces the entries of nodes with kvs read at rev.
+func (c *Cluster) replaceNodes(nodes map[ident.NodeID]bool, kvs []*mvccpb.KeyValue, rev int64) {
+	prefix := c.presencePrefix()
+	pc := c.cache
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	for node := range nodes {
+		for id := range pc.byNode[node] {
+			pc.del(node, id)
+		}
+		pc.loadedAt[node] = rev
+	}
+	for _, kv := range kvs {
+		node, id, ok := parsePresenceKey(prefix, kv.Key)
+		if !ok || !nodes[node] {
+			continue
+		}
+		if e, ok := decodeEntry(node, id, kv.Value); ok {
+			pc.put(e)
+		}
+	}
+}

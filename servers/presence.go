@@ -1,0 +1,195 @@
+package servers
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/go-websocket/go-websocket/define"
+	"github.com/go-websocket/go-websocket/tools/ident"
+)
+
+// ClientPresence is what the cluster's presence index keeps of one client:
+// its system, its user, and its groups with the userId and extend of each
+// membership. It is the JSON value of the client's etcd key.
+type ClientPresence struct {
+	SystemID string                 `json:"s"`
+	UserID   string                 `json:"u,omitempty"`
+	Groups   map[string]GroupMember `json:"g,omitempty"`
+}
+
+// GroupMember is one membership of a client.
+type GroupMember struct {
+	UserID string `json:"u,omitempty"`
+	Extend string `json:"e,omitempty"`
+}
+
+// LostClient is a client of a node that the cluster declared gone.
+type LostClient struct {
+	ClientID string
+	ClientPresence
+}
+
+// Presence is the cluster's index of which node holds which clients in
+// which groups. A node with a Remote that also implements Presence routes
+// group sends only to the nodes holding members and answers lists from it.
+type Presence interface {
+	// PresenceChanged records that a local client's presence changed (connected,
+	// bound, unbound, disconnected). The channel is closed once the change
+	// is visible to every reachable peer, or once that was given up (etcd
+	// unreachable); nil when nothing waits.
+	PresenceChanged(clientID string, wait bool) <-chan struct{}
+	// Holders lists the other nodes that hold members of group. all is
+	// true when the index cannot be trusted at the moment (etcd away, this
+	// node's view behind): the caller then sends to every node.
+	Holders(systemID, group string) (nodes []ident.NodeID, all bool)
+	// Clients lists the other nodes' clients of a group ("" = the system).
+	Clients(systemID, group string) []string
+}
+
+// Targeted is a Remote that can run a broadcast on chosen nodes only.
+type Targeted interface {
+	BroadcastTo(ctx context.Context, nodes []ident.NodeID, op *BroadcastOp) ([]*BroadcastReply, []string)
+}
+
+// presenceWait bounds how long a bind waits for its presence write to
+// reach the peers.
+const presenceWait = 2 * time.Second
+
+func (n *Node) presence() Presence {
+	p, _ := n.getRemote().(Presence)
+	return p
+}
+
+// presenceChanged tells the presence index that c changed; the hub calls
+// it after a connect, bind, unbind or disconnect.
+func (n *Node) presenceChanged(c *Client) {
+	if p := n.presence(); p != nil {
+		p.PresenceChanged(c.ID, false)
+	}
+}
+
+// presenceSync waits until a bind of c is visible to the peers, so that a
+// send_to_group made through any node after the bind returned reaches it.
+func (n *Node) presenceSync(c *Client) {
+	p := n.presence()
+	if p == nil {
+		return
+	}
+	ch := p.PresenceChanged(c.ID, true)
+	if ch == nil {
+		return
+	}
+	t := time.NewTimer(presenceWait)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	}
+}
+
+// PresenceOf returns a local client's presence; false when it is not here.
+func (n *Node) PresenceOf(clientID string) (ClientPresence, bool) {
+	c := n.hub.clientByID(clientID)
+	if c == nil {
+		return ClientPresence{}, false
+	}
+	return n.hub.presenceOf(c)
+}
+
+// EachPresence calls fn for every local client.
+func (n *Node) EachPresence(fn func(clientID string, p ClientPresence)) {
+	for _, c := range n.hub.all() {
+		if p, ok := n.hub.presenceOf(c); ok {
+			fn(c.ID, p)
+		}
+	}
+}
+
+// NodeLost closes every client with 1012: the cluster declared this node
+// gone (it was hung or cut off longer than its lease) and its peers have
+// announced its clients as left. No 1002 events are sent for them again.
+func (n *Node) NodeLost() {
+	clients := n.hub.all()
+	n.log.Warn("this node was declared gone by its cluster; closing its clients with 1012 so they reconnect",
+		zap.Int("clients", len(clients)))
+	for _, c := range clients {
+		c.close(define.DisconnectNodeLost)
+	}
+}
+
+// PeerLost sends a 1002 event for each client of a node that died to this
+// node's own members of that client's groups.
+func (n *Node) PeerLost(lost []LostClient) {
+	for i := range lost {
+		l := &lost[i]
+		if !n.eventsOn(l.SystemID) {
+			continue
+		}
+		for g, m := range l.Groups {
+			data, err := json.Marshal(define.MemberEvent{ClientID: l.ClientID, GroupName: g, UserID: m.UserID, Extend: m.Extend})
+			if err != nil {
+				continue
+			}
+			msg := define.Message{Code: define.MsgCodeLeave, Data: data}
+			n.hub.broadcast(l.SystemID, g, messageFrame(n.msgIDs.Next(), &msg))
+		}
+	}
+}
+
+// clientByID returns the local client with id, of any system.
+func (h *Hub) clientByID(id string) *Client {
+	sh := h.shard(id)
+	sh.mu.RLock()
+	c := sh.clients[id]
+	sh.mu.RUnlock()
+	return c
+}
+
+// presenceOf reads c's user and groups; false once c has left the hub.
+func (h *Hub) presenceOf(c *Client) (ClientPresence, bool) {
+	s := h.system(c.SystemID, false)
+	if s == nil {
+		return ClientPresence{}, false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if c.removed {
+		return ClientPresence{}, false
+	}
+	p := ClientPresence{SystemID: c.SystemID, UserID: c.UserID}
+	if len(c.groups) > 0 {
+		p.Groups = make(map[string]GroupMember, len(c.groups))
+		for g, m := range c.groups {
+			p.Groups[g] = GroupMember{UserID: m.userID, Extend: m.extend}
+		}
+	}
+	return p, true
+}
+
+// RPC method names of the node service, as net/rpc spells them.
+const (
+	RPCUnicast   = "Node.Unicast"
+	RPCBroadcast = "Node.Broadcast"
+	RPCPresence  = "Node.Presence"
+)
+
+// PresenceOp is a node's note to its peers about its presence writes.
+type PresenceOp struct {
+	Node string // the sender's node id
+	// Dirty: a write failed; send the sender every group message until a
+	// later PresenceOp with Rev says its writes are in etcd.
+	Dirty bool
+	// Rev: the sender's writes up to this etcd revision are committed;
+	// the receiver answers once its cache reflects it (or a short bound).
+	Rev int64
+}
+
+// PresenceReply answers a PresenceOp; Applied is false when the receiver's
+// cache did not reach Rev in time (it then routes group sends to every node
+// until it does).
+type PresenceReply struct {
+	Applied bool
+}
