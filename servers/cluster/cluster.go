@@ -125,7 +125,7 @@ type Cluster struct {
 	cache         *presenceCache
 	writer        *presenceWriter
 	notifyMu      sync.Mutex
-	changed  chan struct{}
+	changed       chan struct{}
 }
 
 var _ servers.Remote = (*Cluster)(nil)

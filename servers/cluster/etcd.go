@@ -36,8 +36,8 @@ func NewEtcdClient(cfg setting.Cluster, log *zap.Logger) (*clientv3.Client, erro
 		log = zap.NewNop()
 	}
 	cc := clientv3.Config{
-		Endpoints:            cfg.EtcdEndpoints,
-		DialTimeout:          cfg.EtcdDialTimeout,
+		Endpoints:   cfg.EtcdEndpoints,
+		DialTimeout: cfg.EtcdDialTimeout,
 		// etcd refuses keep-alive pings more often than every 5 s by default
 		// (--grpc-keepalive-min-time); a dead connection is noticed within
 		// 5 s + 1 s, a closed one at once.
@@ -47,8 +47,8 @@ func NewEtcdClient(cfg setting.Cluster, log *zap.Logger) (*clientv3.Client, erro
 		DialOptions:          []grpc.DialOption{grpc.WithConnectParams(reconnect)},
 		// A failed request is retried after 25 ms, not 50.
 		BackoffWaitBetween: 25 * time.Millisecond,
-		Username:             cfg.EtcdUsername,
-		Password:             cfg.EtcdPassword,
+		Username:           cfg.EtcdUsername,
+		Password:           cfg.EtcdPassword,
 		// The client logs every retry while etcd is away; this node logs
 		// what matters (lease lost, registered again) itself.
 		Logger: log.Named("etcd").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel)),

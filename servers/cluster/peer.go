@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-		"net"
+	"net"
 	"net/rpc"
 	"sync/atomic"
 	"time"
