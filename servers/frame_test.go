@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-websocket/go-websocket/define"
+	"github.com/go-websocket/go-websocket/pkg/wsframe"
 )
 
 // payloadOf strips a server frame's header, checking it on the way.
@@ -68,7 +69,7 @@ func TestFrameLengths(t *testing.T) {
 }
 
 func TestAppendStringInvalidUTF8(t *testing.T) {
-	s := string(appendString(nil, "a\xffb\u2028é\\"))
+	s := string(wsframe.AppendString(nil, "a\xffb\u2028é\\"))
 	if !utf8.ValidString(s) {
 		t.Fatalf("not UTF-8: %q", s)
 	}

@@ -1,44 +1,43 @@
 package servers
 
 import (
-	"encoding/binary"
 	"errors"
-	"io"
 	"net"
 	"time"
 
 	"github.com/go-websocket/go-websocket/define"
+	"github.com/go-websocket/go-websocket/pkg/wsframe"
 )
 
-// The server reads client frames itself, straight from the socket, instead
-// of through gorilla's reader: client frames are only discarded (besides
-// control frames), so there is nothing to buffer, and the reader goroutine's
-// call stack stays shallow enough for the smallest goroutine stack. That is
-// most of an idle connection's memory.
+// The server reads client frames itself, with pkg/wsframe straight from the
+// socket, instead of through gorilla's reader: data payloads are skipped
+// without being buffered (control frames are all the server needs), and the
+// reader goroutine's call stack stays shallow enough for the smallest
+// goroutine stack. That is most of an idle connection's memory.
 
-// errProtocol is a client frame that breaks RFC 6455; the connection is
-// closed with 1002.
-var errProtocol = errors.New("websocket protocol error")
-
-// errTooBig is a message over the read limit; closed with 1009.
-var errTooBig = errors.New("message over the read limit")
-
-// errClosed is the client's close frame; the server has echoed it.
+// errClosed is the client's close frame; the server has answered it.
 var errClosed = errors.New("client closed")
 
-// readLoop reads and discards client frames, answers pings, keeps the read
-// deadline moving (any frame proves the client alive), and ends the
-// connection on error, timeout, a protocol error or a close frame.
+// readLoop reads client frames, answers pings, keeps the read deadline
+// moving (any frame proves the client alive), and ends the connection on
+// error, timeout, a protocol error or a close frame.
 func (c *Client) readLoop() {
-	err := c.readFrames()
+	r := wsframe.NewReader(c.nc)
+	r.Limit = c.hub.cfg.ReadLimit
+	err := c.readFrames(r)
 	var ne net.Error
 	switch {
 	case errors.Is(err, errClosed):
 		// The close handshake is under way; close() was called already.
-	case errors.Is(err, errTooBig):
+	case errors.Is(err, wsframe.ErrTooBig):
 		c.close(define.DisconnectTooBig)
-	case errors.Is(err, errProtocol):
+		c.linger(r)
+	case errors.Is(err, wsframe.ErrInvalidUTF8):
+		c.close(define.DisconnectInvalidUTF8)
+		c.linger(r)
+	case errors.Is(err, wsframe.ErrProtocol):
 		c.close(define.DisconnectProtocol)
+		c.linger(r)
 	case errors.As(err, &ne) && ne.Timeout():
 		c.close(define.DisconnectHeartbeat)
 	default:
@@ -48,126 +47,55 @@ func (c *Client) readLoop() {
 }
 
 // readFrames runs until the connection fails; it always returns an error.
-func (c *Client) readFrames() error {
-	var hdr [14]byte
+func (c *Client) readFrames(r *wsframe.Reader) error {
 	pongWait := c.hub.cfg.PongWait
-	limit := c.hub.cfg.ReadLimit
-	var msgLen int64   // bytes of the current (possibly fragmented) message
-	inMessage := false // a data frame without FIN was seen
 	for {
 		if !c.w.closeSent.Load() {
 			if err := c.nc.SetReadDeadline(time.Now().Add(pongWait)); err != nil {
 				return err
 			}
 		}
-		if _, err := io.ReadFull(c.nc, hdr[:2]); err != nil {
+		// Data frames are skipped by the next call: nothing reads them yet.
+		f, err := r.Next()
+		if err != nil {
 			return err
 		}
-		fin := hdr[0]&0x80 != 0
-		if hdr[0]&0x70 != 0 { // RSV bits: no extension was negotiated
-			return errProtocol
+		switch f.Op {
+		case wsframe.OpPing:
+			c.enqueue(newFrame(opPong, f.Payload))
+		case wsframe.OpClose:
+			return c.closeReceived(f.Payload)
 		}
-		op := hdr[0] & 0x0F
-		if hdr[1]&0x80 == 0 { // client frames must be masked
-			return errProtocol
-		}
-		n := int64(hdr[1] & 0x7F)
-		ext := 0
-		switch n {
-		case 126:
-			ext = 2
-		case 127:
-			ext = 8
-		}
-		if _, err := io.ReadFull(c.nc, hdr[2:2+ext+4]); err != nil {
-			return err
-		}
-		switch ext {
-		case 2:
-			n = int64(binary.BigEndian.Uint16(hdr[2:4]))
-		case 8:
-			u := binary.BigEndian.Uint64(hdr[2:10])
-			if u > 1<<62 {
-				return errProtocol
-			}
-			n = int64(u)
-		}
-		mask := hdr[2+ext : 2+ext+4]
-
-		if op >= 0x8 { // control frame
-			if !fin || n > 125 {
-				return errProtocol
-			}
-			payload := make([]byte, n)
-			if _, err := io.ReadFull(c.nc, payload); err != nil {
-				return err
-			}
-			unmask(payload, mask)
-			switch op {
-			case opPing:
-				c.enqueue(newFrame(opPong, payload))
-			case opPong:
-			case opClose:
-				return c.closeReceived(payload)
-			default:
-				return errProtocol
-			}
-			continue
-		}
-
-		switch op {
-		case 0x0: // continuation
-			if !inMessage {
-				return errProtocol
-			}
-		case 0x1, 0x2: // text, binary
-			if inMessage {
-				return errProtocol
-			}
-			msgLen = 0
-		default:
-			return errProtocol
-		}
-		msgLen += n
-		if msgLen > limit {
-			return errTooBig
-		}
-		if n > 0 {
-			if _, err := io.CopyN(io.Discard, c.nc, n); err != nil {
-				return err
-			}
-		}
-		inMessage = !fin
 	}
 }
 
-// closeReceived answers a client's close frame with the same status code,
-// as RFC 6455 asks.
+// closeReceived answers a client's close frame: with the same code, as
+// RFC 6455 asks, with 1000 when it carried none, with 1002 when the code is
+// not one a peer may send, and with 1007 when the reason is not UTF-8.
 func (c *Client) closeReceived(payload []byte) error {
-	code := define.CloseNormal
+	code, _, err := wsframe.ParseClose(payload)
 	switch {
-	case len(payload) >= 2:
-		code = int(binary.BigEndian.Uint16(payload))
-		if !validCloseCode(code) {
-			code = define.CloseProtocolError
-		}
-	case len(payload) == 1:
-		code = define.CloseProtocolError
+	case errors.Is(err, wsframe.ErrInvalidUTF8):
+		c.close(define.DisconnectInvalidUTF8)
+	case err != nil:
+		c.close(define.DisconnectProtocol)
+	case code == wsframe.CloseNoStatus:
+		c.close(define.DisconnectClientClose)
+	default:
+		c.close(define.DisconnectClientClose.WithCode(code))
 	}
-	c.close(define.DisconnectClientClose.WithCode(code))
 	return errClosed
 }
 
-func validCloseCode(code int) bool {
-	switch {
-	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1011, code >= 3000 && code <= 4999:
-		return true
+// linger reads on after the server refused a frame, discarding, until the
+// client's close frame, EOF or a short deadline, so the socket is not
+// closed with unread bytes: the kernel would answer those with a reset, and
+// a proxy in between would pass on the reset instead of the close frame.
+// The writer extends the deadline once the close frame is out (the client
+// needs time to read it).
+func (c *Client) linger(r *wsframe.Reader) {
+	if !c.w.closeSent.Load() {
+		_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
 	}
-	return false
-}
-
-func unmask(b, key []byte) {
-	for i := range b {
-		b[i] ^= key[i&3]
-	}
+	_ = r.Drain()
 }

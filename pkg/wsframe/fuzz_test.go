@@ -26,9 +26,10 @@ type outcome struct {
 	// utf8 is set when the reader rejected a text message for its UTF-8
 	// (gorilla does not check text; it is compared separately).
 	utf8 bool
-	// lenient is set when the verdict is one where gorilla is more lenient
-	// than RFC 6455 allows (a length not in its shortest form, a 1-byte
-	// close payload): the streams are not compared from there.
+	// lenient is set where gorilla departs from RFC 6455 (it accepts a
+	// length not in its shortest form and a 1-byte close payload, and
+	// refuses the later registered close code 1014): the streams are not
+	// compared from there.
 	lenient bool
 }
 
@@ -74,6 +75,9 @@ func readOurs(in []byte, limit int64) outcome {
 				o.end, o.lenient = "reject", true
 			case err != nil:
 				o.end = "reject"
+			case code == CloseBadGateway:
+				// Registered after gorilla's list of codes was written.
+				o.end, o.lenient = fmt.Sprintf("close:%d", code), true
 			default:
 				o.end = fmt.Sprintf("close:%d", code)
 			}

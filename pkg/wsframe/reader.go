@@ -112,33 +112,34 @@ type Reader struct {
 	// means no limit. A frame that would exceed it fails with ErrTooBig as
 	// soon as its header is read, before its payload.
 	Limit int64
+
+	src io.Reader
+	err error // sticky verdict
+	// remaining is the unread payload of the current data frame.
+	remaining int64
+	msgLen    int64 // bytes of the message in progress so far
+
+	hdr [14]byte
+	key [4]byte
+	// utf8 validates a text message as its payload is read.
+	utf8 utf8Checker
+	// hdrRead is how much of hdr the current frame has filled (2 once the
+	// first two bytes are in) and hdrDone that the header was parsed in
+	// full; they let Drain resynchronise after an error.
+	hdrRead uint8
+	hdrDone bool
+	keyPos  uint8
+	msgOp   byte // OpText or OpBinary of the message in progress
+	// inMessage: a data frame without FIN was read.
+	inMessage bool
+	// skipped marks a text message of which some payload was skipped (it
+	// is not validated).
+	skipped bool
+
 	// Compression allows RSV1 on the first frame of a data message (the
 	// peer negotiated permessage-deflate, RFC 7692). Off, RSV1 is a
 	// protocol error, as RSV2 and RSV3 always are.
 	Compression bool
-
-	src io.Reader
-	hdr [14]byte
-	// hdrRead is how much of hdr the current frame has filled (2 once the
-	// first two bytes are in) and hdrDone that the header was parsed in
-	// full; they let Drain resynchronise after an error.
-	hdrRead int
-	hdrDone bool
-
-	key    [4]byte
-	keyPos int
-	// remaining is the unread payload of the current data frame.
-	remaining int64
-
-	inMessage bool  // a data frame without FIN was read
-	msgOp     byte  // OpText or OpBinary of the message in progress
-	msgLen    int64 // bytes of the message so far
-	// utf8 validates a text message as its payload is read; skipped marks
-	// a text message of which some payload was skipped (not validated).
-	utf8    utf8Checker
-	skipped bool
-
-	err error // sticky verdict
 }
 
 // NewReader returns a reader of the client frames src carries.
@@ -421,7 +422,7 @@ func (r *Reader) finishHeader() error {
 	if b1&0x80 != 0 {
 		maskLen = 4
 	}
-	if err := r.fill(r.hdrRead, 2+ext+maskLen); err != nil {
+	if err := r.fill(int(r.hdrRead), 2+ext+maskLen); err != nil {
 		return err
 	}
 	switch ext {
@@ -448,7 +449,7 @@ func (r *Reader) fill(from, to int) error {
 	for from < to {
 		n, err := r.src.Read(r.hdr[from:to])
 		from += n
-		r.hdrRead = from
+		r.hdrRead = uint8(from)
 		if from == to {
 			return nil
 		}
@@ -489,7 +490,7 @@ func (r *Reader) skip(n int64) error {
 
 // mask XORs b with the masking key from position pos; it returns the next
 // position.
-func mask(key [4]byte, pos int, b []byte) int {
+func mask(key [4]byte, pos uint8, b []byte) uint8 {
 	for i := range b {
 		b[i] ^= key[pos&3]
 		pos++

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // cf builds a client frame: first byte b0, masked with a fixed key unless
@@ -307,5 +308,12 @@ func TestParseClose(t *testing.T) {
 	}
 	if code, reason, err := ParseClose([]byte(closePayload(1013, "later"))); code != 1013 || string(reason) != "later" || err != nil {
 		t.Fatalf("1013: %d %q %v", code, reason, err)
+	}
+}
+
+// Every idle connection holds one Reader: keep it in a small size class.
+func TestReaderSize(t *testing.T) {
+	if n := unsafe.Sizeof(Reader{}); n > 96 {
+		t.Fatalf("Reader is %d bytes; an idle connection keeps one, keep it within 96", n)
 	}
 }

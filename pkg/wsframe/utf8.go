@@ -7,13 +7,13 @@ import "unicode/utf8"
 // next piece completes it.
 type utf8Checker struct {
 	tail  [utf8.UTFMax]byte
-	nTail int
+	nTail uint8
 }
 
 // write checks p; false means the text can no longer be valid UTF-8.
 func (u *utf8Checker) write(p []byte) bool {
 	if u.nTail > 0 {
-		need := runeLen(u.tail[0])
+		need := uint8(runeLen(u.tail[0]))
 		for u.nTail < need && len(p) > 0 {
 			u.tail[u.nTail] = p[0]
 			u.nTail++
@@ -48,7 +48,7 @@ func (u *utf8Checker) write(p []byte) bool {
 		return false
 	}
 	if cut < len(p) {
-		u.nTail = copy(u.tail[:], p[cut:])
+		u.nTail = uint8(copy(u.tail[:], p[cut:]))
 		return validPrefix(u.tail[:u.nTail])
 	}
 	return true
