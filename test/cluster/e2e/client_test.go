@@ -103,6 +103,7 @@ type frame struct {
 type client struct {
 	c        *cluster
 	systemID string
+	base     string // ws://host:port of one node; "" connects through nginx
 
 	mu        sync.Mutex
 	id        string
@@ -120,7 +121,18 @@ var dialer = &websocket.Dialer{HandshakeTimeout: 5 * time.Second}
 
 func (c *cluster) dial(systemID string, reconnect bool) *client {
 	c.t.Helper()
-	cl := &client{c: c, systemID: systemID, reconnect: reconnect, frames: make(chan frame, 1024),
+	return c.dialAt("", systemID, reconnect)
+}
+
+// dialNode connects straight to node n.
+func (c *cluster) dialNode(n *nodeProc, systemID string) *client {
+	c.t.Helper()
+	return c.dialAt("ws"+strings.TrimPrefix(n.url, "http"), systemID, false)
+}
+
+func (c *cluster) dialAt(base, systemID string, reconnect bool) *client {
+	c.t.Helper()
+	cl := &client{c: c, systemID: systemID, base: base, reconnect: reconnect, frames: make(chan frame, 1<<16),
 		changed: make(chan struct{}, 64), stop: make(chan struct{}), done: make(chan struct{})}
 	if err := cl.connect(); err != nil {
 		c.t.Fatalf("connect through nginx: %v", err)
@@ -131,7 +143,11 @@ func (c *cluster) dial(systemID string, reconnect bool) *client {
 }
 
 func (cl *client) connect() error {
-	url := "ws" + strings.TrimPrefix(cl.c.lb, "http") + "/api/websocket/ws?systemId=" + cl.systemID
+	base := cl.base
+	if base == "" {
+		base = "ws" + strings.TrimPrefix(cl.c.lb, "http")
+	}
+	url := base + "/api/websocket/ws?systemId=" + cl.systemID
 	conn, _, err := dialer.Dial(url, nil)
 	if err != nil {
 		return err
