@@ -25,6 +25,7 @@ type Systems interface {
 	Exists(id string) bool
 	// List returns every registered id, sorted.
 	List() []string
+	SettingsStore
 }
 
 // File keeps systems in one JSON file, rewritten atomically on every
@@ -33,17 +34,20 @@ type File struct {
 	path string
 	mu   sync.RWMutex
 	ids  map[string]struct{}
+	// settings of the systems that have any
+	settings map[string]Settings
 }
 
 type fileFormat struct {
-	Systems []string `json:"systems"`
+	Systems  []string            `json:"systems"`
+	Settings map[string]Settings `json:"settings,omitempty"`
 }
 
 // OpenFile loads path (a missing file is an empty set). A file that exists
 // but cannot be parsed is an error: starting empty would silently drop every
 // tenant.
 func OpenFile(path string) (*File, error) {
-	f := &File{path: path, ids: map[string]struct{}{}}
+	f := &File{path: path, ids: map[string]struct{}{}, settings: map[string]Settings{}}
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -57,6 +61,11 @@ func OpenFile(path string) (*File, error) {
 	}
 	for _, id := range ff.Systems {
 		f.ids[id] = struct{}{}
+	}
+	for id, s := range ff.Settings {
+		if _, ok := f.ids[id]; ok {
+			f.settings[id] = s
+		}
 	}
 	return f, nil
 }
@@ -102,7 +111,13 @@ func sortedKeys(m map[string]struct{}) []string {
 
 // save writes the file atomically; the caller holds f.mu.
 func (f *File) save() error {
-	b, err := json.MarshalIndent(fileFormat{Systems: sortedKeys(f.ids)}, "", "  ")
+	ff := fileFormat{Systems: sortedKeys(f.ids), Settings: map[string]Settings{}}
+	for id, s := range f.settings {
+		if s.WebhookURL != "" || len(s.WebhookEvents) > 0 || s.WebhookSecret != "" {
+			ff.Settings[id] = s
+		}
+	}
+	b, err := json.MarshalIndent(ff, "", "  ")
 	if err != nil {
 		return err
 	}
