@@ -295,3 +295,33 @@ func writeKeyPair(t *testing.T, certFile, keyFile string) {
 		t.Fatal(err)
 	}
 }
+
+// docs/MIGRATING.md's table names every old key the reader translates, with
+// its new key, on one line.
+func TestMigratingDocListsLegacyKeys(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "MIGRATING.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range legacyKeys {
+		sec, key, _ := strings.Cut(l.old, ".")
+		want := []string{"`[" + sec + "] " + key + "`"}
+		if l.new != "" {
+			nsec, nkey, _ := strings.Cut(l.new, ".")
+			want = append(want, "`["+nsec+"] "+nkey+"`")
+		} else {
+			want = append(want, "ignored")
+		}
+		found := false
+		for _, line := range strings.Split(string(b), "\n") {
+			ok := strings.HasPrefix(line, "|")
+			for _, w := range want {
+				ok = ok && strings.Contains(line, w)
+			}
+			found = found || ok
+		}
+		if !found {
+			t.Errorf("docs/MIGRATING.md has no table row with %q", want)
+		}
+	}
+}
