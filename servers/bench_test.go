@@ -95,6 +95,44 @@ func BenchmarkFanout(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(want), "ns/delivery")
 }
 
+// BenchmarkFanoutPublishers16 is BenchmarkFanout with 16 goroutines
+// publishing at once, as backends do: frames that pile up for a client
+// while it waits for its write leave together.
+func BenchmarkFanoutPublishers16(b *testing.B) {
+	const members, publishers = 1000, 16
+	node, got, stop := benchGroup(b, members)
+	defer stop()
+	m := msg(`{"text":"0123456789012345678901234567890123456789"}`)
+	ctx := context.Background()
+	got.Store(0)
+	var next atomic.Int64
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for range publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				if _, err := node.SendToGroup(ctx, "s", "g", m); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	want := int64(b.N * members)
+	deadline := time.Now().Add(time.Minute)
+	for got.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	if got.Load() < want {
+		b.Fatalf("received %d of %d", got.Load(), want)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(want), "ns/delivery")
+}
+
 // BenchmarkBroadcastEnqueue measures only the sender's side of a broadcast:
 // snapshot the group and queue one shared frame per member.
 func BenchmarkBroadcastEnqueue(b *testing.B) {

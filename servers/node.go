@@ -138,7 +138,6 @@ func NewNode(o Options) *Node {
 	}
 	n := &Node{
 		opts:      o,
-		hub:       NewHub(o.Hub, o.Metrics),
 		minter:    ident.NewMinter(o.NodeID, o.Secret),
 		msgIDs:    ident.NewMessageIDs(),
 		systems:   o.Systems,
@@ -150,9 +149,7 @@ func NewNode(o Options) *Node {
 	for _, s := range o.EventsOffSystems {
 		n.eventsOff[s] = true
 	}
-	n.hub.eventsOn = n.eventsOn
-	n.hub.presence = n.presenceChanged
-	n.hub.emit = func(systemID string, e *memberEvent) { n.emitEvent(systemID, e.group, e.code, &e.ev) }
+	n.hub = NewHub(o.Hub, o.Metrics, n)
 	return n
 }
 
@@ -480,6 +477,11 @@ func (n *Node) OnlineList(ctx context.Context, systemID, group string) (*define.
 	}
 	res.Count = len(res.List)
 	return res, nil
+}
+
+// emitMemberEvent sends a membership event of the hub to its group.
+func (n *Node) emitMemberEvent(systemID string, e *memberEvent) {
+	n.emitEvent(systemID, e.group, e.code, &e.ev)
 }
 
 // emitEvent pushes a membership event to a group across the cluster.
