@@ -164,7 +164,7 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 		return err
 	}
 	ws := cfg.WebSocket
-	connect := servers.ConnectPolicy{AllowedOrigins: cfg.Security.AllowedOrigins}
+	connect := servers.ConnectPolicy{AllowedOrigins: cfg.Security.AllowedOrigins, Subprotocols: ws.Subprotocols}
 	if cfg.Security.ConnectSecret != "" {
 		connect.Authenticate = servers.TokenAuthenticator([]byte(cfg.Security.ConnectSecret))
 	}

@@ -4,8 +4,11 @@
 package routers
 
 import (
+	"bufio"
 	"crypto/subtle"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
@@ -14,12 +17,12 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
 	"github.com/go-websocket/go-websocket/api"
 	"github.com/go-websocket/go-websocket/define"
 	"github.com/go-websocket/go-websocket/pkg/metrics"
+	"github.com/go-websocket/go-websocket/servers"
 )
 
 // Node is what the routers need of the node besides the API service.
@@ -151,10 +154,14 @@ func (m *mw) accessLog(c *gin.Context) {
 		return // fields are not even built when info is off
 	}
 	code, _ := c.Get(api.KeyErrCode)
+	status := c.Writer.Status()
+	if v, ok := c.Get(keyStatus); ok {
+		status, _ = v.(int)
+	}
 	ce.Write(
 		zap.String("method", c.Request.Method),
 		zap.String("path", c.Request.URL.Path),
-		zap.Int("status", c.Writer.Status()),
+		zap.Int("status", status),
 		zap.Any("code", code),
 		zap.Duration("latency", time.Since(start)),
 		zap.String("systemId", c.GetString(api.KeySystemID)),
@@ -228,14 +235,42 @@ func (m *mw) system(c *gin.Context) {
 	}
 }
 
-// ws answers a WebSocket upgrade; a plain GET gets a JSON 400.
+// ws answers a WebSocket upgrade. A plain GET, and a handshake that RFC
+// 6455 refuses (HTTP/1.0, no Sec-WebSocket-Key, another version), get the
+// JSON 400 before any upgrade; an upgrade is logged with status 101.
 func (m *mw) ws(c *gin.Context) {
-	if !websocket.IsWebSocketUpgrade(c.Request) {
-		api.Fail(c, m.o.Logger, define.Errorf(define.CodeInvalidRequest,
-			"this endpoint needs a WebSocket upgrade (GET with Connection: Upgrade and Upgrade: websocket)"))
+	if err := servers.CheckUpgrade(c.Request); err != nil {
+		c.Header("Sec-WebSocket-Version", "13")
+		api.Fail(c, m.o.Logger, err)
 		return
 	}
 	c.Set(api.KeySystemID, c.Query("systemId"))
-	m.o.Node.ServeWS(c.Writer, c.Request)
+	rec := &hijackRecorder{ResponseWriter: c.Writer}
+	m.o.Node.ServeWS(rec, c.Request)
+	if rec.hijacked {
+		c.Set(keyStatus, http.StatusSwitchingProtocols)
+	}
 	c.Abort()
+}
+
+// keyStatus overrides the status the access log shows: a hijacked
+// connection's 101 is written by the WebSocket library, not through gin.
+const keyStatus = "gows.status"
+
+// hijackRecorder notes whether the handler took the connection over.
+type hijackRecorder struct {
+	http.ResponseWriter
+	hijacked bool
+}
+
+func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("the response writer cannot be hijacked")
+	}
+	nc, rw, err := hj.Hijack()
+	if err == nil {
+		h.hijacked = true
+	}
+	return nc, rw, err
 }

@@ -1,6 +1,8 @@
 package servers
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -21,6 +23,24 @@ type ConnectPolicy struct {
 	// Authenticate checks the connect token (nil: no token needed). It returns
 	// the userId the token vouches for.
 	Authenticate func(r *http.Request, systemID string) (userID string, err error)
+	// Subprotocols the node speaks. Of the Sec-WebSocket-Protocol values a
+	// client offers, the first one in this list is selected; when none is,
+	// the answer carries no Sec-WebSocket-Protocol header (RFC 6455 allows
+	// it, and the client decides whether to go on).
+	Subprotocols []string
+}
+
+// selectSubprotocol is the first subprotocol the client offered that the
+// node speaks, "" when there is none.
+func (p *ConnectPolicy) selectSubprotocol(r *http.Request) string {
+	for _, offered := range websocket.Subprotocols(r) {
+		for _, s := range p.Subprotocols {
+			if offered == s {
+				return offered
+			}
+		}
+	}
+	return ""
 }
 
 // originAllowed reports whether a browser Origin may connect. Requests
@@ -54,20 +74,72 @@ func (p *ConnectPolicy) originAllowed(origin string) bool {
 	return false
 }
 
-// writeBufferPool is never drawn from (the server writes raw frames itself);
+// noWriteBuffers is never drawn from (the server writes raw frames itself);
 // setting it stops gorilla from giving each connection a write buffer.
 type noWriteBuffers struct{}
 
 func (noWriteBuffers) Get() any { return nil }
 func (noWriteBuffers) Put(any)  {}
 
-var upgrader = websocket.Upgrader{
-	HandshakeTimeout: 10 * time.Second,
-	ReadBufferSize:   512,
-	WriteBufferPool:  noWriteBuffers{},
-	// Origins are checked after the upgrade so a refused browser gets the
-	// error frame and the 4003 close code instead of a bare 403.
-	CheckOrigin: func(*http.Request) bool { return true },
+// upgrader is the node's handshake: gorilla/websocket answers it, and then
+// the node reads and writes the socket itself. Subprotocols are selected by
+// the node (in the client's order of preference), not by gorilla.
+func (p *ConnectPolicy) upgrader() *websocket.Upgrader {
+	return &websocket.Upgrader{
+		HandshakeTimeout: 10 * time.Second,
+		ReadBufferSize:   512,
+		WriteBufferPool:  noWriteBuffers{},
+		// Origins are checked after the upgrade so a refused browser gets the
+		// error frame and the 4003 close code instead of a bare 403.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+}
+
+// CheckUpgrade reports what makes r an invalid WebSocket opening handshake
+// (RFC 6455 section 4.2.1), as a 10001 error naming it; nil when it is a
+// valid one. Checked before the upgrade, so a bad handshake gets the JSON
+// error envelope like every other answer.
+func CheckUpgrade(r *http.Request) error {
+	bad := func(format string, args ...any) error {
+		return define.Errorf(define.CodeInvalidRequest, format, args...)
+	}
+	switch {
+	case !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket"):
+		return bad("this endpoint needs a WebSocket upgrade (GET with Connection: Upgrade and Upgrade: websocket)")
+	case r.Method != http.MethodGet:
+		return bad("a WebSocket upgrade must be a GET, not %s", r.Method)
+	case !r.ProtoAtLeast(1, 1):
+		return bad("a WebSocket upgrade needs HTTP/1.1 or later (the request is %s)", r.Proto)
+	case r.Header.Get("Sec-WebSocket-Version") != "13":
+		return bad("header Sec-WebSocket-Version must be 13, not %q", r.Header.Get("Sec-WebSocket-Version"))
+	}
+	key, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-WebSocket-Key"))
+	if err != nil || len(key) != 16 {
+		return bad("header Sec-WebSocket-Key must be 16 bytes in base64")
+	}
+	return nil
+}
+
+// headerHasToken reports whether a comma-separated header holds token
+// (case-insensitive), in any of its lines.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, line := range h.Values(name) {
+		for _, t := range strings.Split(line, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// refuseHandshake answers a bad opening handshake with the JSON envelope.
+func refuseHandshake(w http.ResponseWriter, err error) {
+	e, _ := err.(*define.Error)
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Sec-WebSocket-Version", "13")
+	w.WriteHeader(e.HTTPStatus())
+	_ = json.NewEncoder(w).Encode(define.Response{Code: e.Code, Msg: e.Msg})
 }
 
 // refusal is why a connect was refused.
@@ -78,16 +150,25 @@ type refusal struct {
 	reason    string // metrics label
 }
 
-// ServeWS upgrades a WebSocket request (the caller has checked it is one)
-// and registers the client; the reader runs on its own goroutine, so the
-// HTTP handler's stack and buffers are released right away.
+// ServeWS upgrades a WebSocket request and registers the client; the
+// reader runs on its own goroutine, so the HTTP handler's stack and buffers
+// are released right away. A request that is not a valid opening handshake
+// gets the JSON error envelope (10001, HTTP 400).
 func (n *Node) ServeWS(w http.ResponseWriter, r *http.Request) {
-	ws, err := upgrader.Upgrade(w, r, nil)
+	if err := CheckUpgrade(r); err != nil {
+		refuseHandshake(w, err)
+		return
+	}
+	p := &n.opts.Connect
+	var answer http.Header
+	if sp := p.selectSubprotocol(r); sp != "" {
+		answer = http.Header{"Sec-Websocket-Protocol": {sp}}
+	}
+	ws, err := p.upgrader().Upgrade(w, r, answer)
 	if err != nil {
 		return // gorilla has answered with an HTTP error
 	}
 	systemID := r.URL.Query().Get("systemId")
-	p := &n.opts.Connect
 	var userID string
 	switch {
 	case systemID == "":

@@ -73,6 +73,7 @@ type WebSocket struct {
 	EventsOffSystems        []string      `ini:"eventsOffSystems" default:"" help:"comma-separated systemIds without membership events"`
 	MaxConnections          int           `ini:"maxConnections" default:"0" min:"0" help:"most WebSocket connections on this node (0: no limit)"`
 	MaxConnectionsPerSystem int           `ini:"maxConnectionsPerSystem" default:"0" min:"0" help:"most WebSocket connections of one system on this node (0: no limit)"`
+	Subprotocols            []string      `ini:"subprotocols" default:"gows.v1" help:"comma-separated subprotocols; the first one a client offers is selected (none: no Sec-WebSocket-Protocol answer)"`
 }
 
 // Security is the [security] section.
