@@ -32,8 +32,6 @@ type clusterParts struct {
 	Leave func(ctx context.Context)
 	// Close stops the RPC server, the watchers and the etcd client.
 	Close func()
-	// Cluster is the membership itself (peer table for the dashboard).
-	Cluster *cluster.Cluster
 }
 
 // setupCluster connects to etcd, loads the registered systems and prepares
@@ -79,7 +77,6 @@ func setupCluster(cfg *setting.Config, log *zap.Logger, m *metrics.Metrics) (*cl
 	)
 	return &clusterParts{
 		Systems: systems,
-		Cluster: c,
 		Attach: func(node *servers.Node) error {
 			if err := c.Start(node, node.LocalStats().HTTPAddr); err != nil {
 				return err
