@@ -4,6 +4,7 @@ package servers
 
 import (
 	"net"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -27,26 +28,45 @@ func rawConn(nc net.Conn) syscall.RawConn {
 	return rc
 }
 
+// rawWrite is one non-blocking write attempt; pooled with its callback so
+// that a write allocates nothing (a closure over the results would).
+type rawWrite struct {
+	bufs [][]byte
+	n    int
+	err  error
+	fn   func(fd uintptr) bool
+}
+
+var rawWrites = sync.Pool{New: func() any {
+	op := &rawWrite{}
+	op.fn = op.do
+	return op
+}}
+
+func (op *rawWrite) do(fd uintptr) bool {
+	for {
+		if len(op.bufs) == 1 {
+			op.n, op.err = unix.Write(int(fd), op.bufs[0])
+		} else {
+			op.n, op.err = unix.Writev(int(fd), op.bufs)
+		}
+		if op.err != unix.EINTR {
+			return true // one attempt; never wait for writability here
+		}
+	}
+}
+
 // tryWrite makes one non-blocking write (one frame) or writev (several)
 // attempt; it never waits for the socket to become writable. A full socket
 // buffer is not an error: n is what the kernel took.
 func (w *writer) tryWrite(frames []frame) (int, error) {
-	var n int
-	var werr error
+	op := rawWrites.Get().(*rawWrite)
 	// A frame is a []byte: the slice of frames is a slice of byte slices.
-	bufs := unsafe.Slice((*[]byte)(unsafe.Pointer(unsafe.SliceData(frames))), len(frames))
-	err := w.rc.Write(func(fd uintptr) bool {
-		for {
-			if len(bufs) == 1 {
-				n, werr = unix.Write(int(fd), bufs[0])
-			} else {
-				n, werr = unix.Writev(int(fd), bufs)
-			}
-			if werr != unix.EINTR {
-				return true
-			}
-		}
-	})
+	op.bufs = unsafe.Slice((*[]byte)(unsafe.Pointer(unsafe.SliceData(frames))), len(frames))
+	err := w.rc.Write(op.fn)
+	n, werr := op.n, op.err
+	op.bufs, op.n, op.err = nil, 0, nil
+	rawWrites.Put(op)
 	switch {
 	case err != nil:
 		return 0, err

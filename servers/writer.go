@@ -135,13 +135,15 @@ func (w *writer) flush() int {
 			w.spawn()
 			return taken
 		case len(batch) == 0:
+			// Idle again: keep one small buffer for the next frame.
 			w.owned = false
+			if w.queue == nil {
+				w.queue = w.spare
+			}
 			if cap(w.queue) > keepQueueCap {
 				w.queue = nil
 			}
-			if cap(w.spare) > keepQueueCap {
-				w.spare = nil
-			}
+			w.spare = nil
 			w.mu.Unlock()
 			return taken
 		case pass == maxFlushPasses:

@@ -176,3 +176,29 @@ func TestWriteTimeoutIsCounted(t *testing.T) {
 		t.Fatalf("normal moved by %v, want 0", d)
 	}
 }
+
+// A broadcast allocates nothing per recipient once clients have been
+// written to before: the frame is shared, queue buffers are kept small and
+// reused, the claim list and the flush FIFO are pooled.
+func TestBroadcastDoesNotAllocatePerRecipient(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.MembershipEvents = false; o.Hub.QueueLength = 4096 })
+	const n = 50
+	clients := make([]*Client, n)
+	for i := range clients {
+		wc := h.dial("s1") // the test never reads: frames stay in socket buffers
+		if clients[i] = h.node.hub.lookup("s1", wc.id); clients[i] == nil {
+			t.Fatal("client not found")
+		}
+	}
+	f := messageFrame("m", msg(`"x"`))
+	fl := &h.node.hub.flusher
+	fl.deliver(clients, f) // warm up buffers and pools
+	allocs := testing.AllocsPerRun(50, func() {
+		if got := fl.deliver(clients, f); got != n {
+			t.Fatalf("delivered to %d of %d", got, n)
+		}
+	})
+	if allocs > 2 {
+		t.Fatalf("%.1f allocations per broadcast to %d clients", allocs, n)
+	}
+}
