@@ -1,6 +1,10 @@
 # go-websocket: build, run and test.
 #   make run    build the node and run it with ./conf.ini (standalone, no etcd)
 #   make test   install what the tests need, then run every check and test
+#   make unit   unit tests only (every package outside test/)
+#   make e2e    black-box suites against the built binary (test/e2e, test/security, test/ops)
+#   make cluster  cluster suites (in-process etcd, and etcd + nginx + node processes)
+#   make browser  headless Chromium suite
 SHELL := /bin/bash
 export GOTOOLCHAIN := go1.27.3
 export GOFLAGS := -buildvcs=false
@@ -11,16 +15,19 @@ LDFLAGS    := -s -w -X main.version=$(VERSION)
 FUZZTIME   ?= 10s
 STATICCHECK := $(shell go env GOPATH)/bin/staticcheck
 
-.PHONY: build run test deps lint unit fuzz bench smoke vuln clean
+.PHONY: build run test deps lint unit e2e cluster browser fuzz bench smoke vuln clean
 
 build:
+	@GOPROXY=off go list -m all > /dev/null 2>&1 || \
+	  echo "First build on this machine: Go downloads its toolchain and every module (a few minutes of 'go: downloading' lines)."
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
 
 run: build
 	$(BIN) -c conf.ini
 
-# Everything CI runs, in order; fails on the first failing step.
-test: deps lint unit fuzz bench smoke
+# Everything CI runs, cheapest and most telling first; stops at the first
+# failing step.
+test: deps lint unit fuzz e2e cluster browser bench smoke
 
 # System packages for the end-to-end tests: etcd, nginx and chromium.
 deps:
@@ -33,21 +40,34 @@ lint:
 	test -x $(STATICCHECK) || go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	$(STATICCHECK) ./...
 
+# Unit tests: every package outside test/ (the black-box suites have their
+# own targets below).
+MODULE := $(shell sed -n 's/^module //p' go.mod)
 unit:
-	go test -race -count=1 -timeout 20m ./...
+	go test -race -count=1 -timeout 10m $$(go list ./... | grep -v '^$(MODULE)/test/')
 
-# Each fuzz target runs for FUZZTIME on top of its committed seed corpus.
-FUZZ_TARGETS := \
-	./api:FuzzDecodeRequests \
-	./tools/ident:FuzzVerify \
-	./servers:FuzzConnectToken \
-	./pkg/setting:FuzzINI
+e2e:
+	go test -race -count=1 -timeout 20m ./test/e2e/ ./test/security/ ./test/ops/
+
+cluster:
+	go test -race -count=1 -timeout 20m ./test/cluster/...
+
+browser:
+	go test -race -count=1 -timeout 10m ./test/browser/
+
+# Every fuzz target in the code (each `func FuzzX` of a *_test.go file) runs
+# for FUZZTIME on top of its committed seed corpus; the list is found, not
+# kept by hand.
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-	  pkg=$${t%%:*}; name=$${t##*:}; \
-	  echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
-	  go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
-	done
+	@set -e; files=$$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^\./\.git/' | sort); \
+	  test -n "$$files" || { echo "no fuzz targets found"; exit 1; }; \
+	  for f in $$files; do \
+	    pkg=./$$(dirname $${f#./}); \
+	    for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+	      echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+	      go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	    done; \
+	  done
 
 # Benchmarks run briefly so they cannot rot; timings are not asserted here.
 bench:
