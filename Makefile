@@ -18,7 +18,7 @@ STATICCHECK := $(shell go env GOPATH)/bin/staticcheck
 .PHONY: build run test deps lint unit e2e cluster browser fuzz bench smoke vuln clean
 
 build:
-	@GOPROXY=off go list -m all > /dev/null 2>&1 || \
+	@GOPROXY=off go list -deps . > /dev/null 2>&1 || \
 	  echo "First build on this machine: Go downloads its toolchain and every module (a few minutes of 'go: downloading' lines)."
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
 
