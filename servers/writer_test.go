@@ -181,6 +181,9 @@ func TestWriteTimeoutIsCounted(t *testing.T) {
 // written to before: the frame is shared, queue buffers are kept small and
 // reused, the claim list and the flush FIFO are pooled.
 func TestBroadcastDoesNotAllocatePerRecipient(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under the race detector")
+	}
 	h := newHarness(t, func(o *Options) { o.MembershipEvents = false; o.Hub.QueueLength = 4096 })
 	const n = 50
 	clients := make([]*Client, n)
