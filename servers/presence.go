@@ -54,10 +54,6 @@ type Targeted interface {
 	BroadcastTo(ctx context.Context, nodes []ident.NodeID, op *BroadcastOp) ([]*BroadcastReply, []string)
 }
 
-// presenceWait bounds how long a bind waits for its presence write to
-// reach the peers.
-const presenceWait = 2 * time.Second
-
 func (n *Node) presence() Presence {
 	p, _ := n.getRemote().(Presence)
 	return p
@@ -73,6 +69,10 @@ func (n *Node) presenceChanged(c *Client) {
 
 // presenceSync waits until a bind of c is visible to the peers, so that a
 // send_to_group made through any node after the bind returned reaches it.
+// It waits at most EventTimeout (half the RPC deadline in a cluster), so a
+// bind forwarded from another node still answers within the deadline; a
+// peer that did not see the write in time sends every group message to
+// every node until it does.
 func (n *Node) presenceSync(c *Client) {
 	p := n.presence()
 	if p == nil {
@@ -82,7 +82,7 @@ func (n *Node) presenceSync(c *Client) {
 	if ch == nil {
 		return
 	}
-	t := time.NewTimer(presenceWait)
+	t := time.NewTimer(n.opts.EventTimeout)
 	defer t.Stop()
 	select {
 	case <-ch:

@@ -105,6 +105,7 @@ type client struct {
 	systemID string
 	base     string // ws://host:port of one node; "" connects through nginx
 
+	closeOnce sync.Once
 	mu        sync.Mutex
 	id        string
 	conn      *websocket.Conn
@@ -226,6 +227,10 @@ func (cl *client) notify() {
 }
 
 func (cl *client) close() {
+	cl.closeOnce.Do(cl.doClose)
+}
+
+func (cl *client) doClose() {
 	close(cl.stop)
 	cl.mu.Lock()
 	conn := cl.conn

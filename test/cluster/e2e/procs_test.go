@@ -240,23 +240,7 @@ func (c *cluster) startNode(idx int) *nodeProc {
 	t := c.t
 	t.Helper()
 	for attempt := 0; attempt < 3; attempt++ {
-		httpPort, rpcPort := nodeproc.FreePort(t), nodeproc.FreePort(t)
-		env := append(nodeproc.Env(nil),
-			"GOWS_CLUSTER_ENABLED=true",
-			"GOWS_CLUSTER_SECRET="+c.secret,
-			"GOWS_CLUSTER_ETCDENDPOINTS="+c.etcd.endpoint(),
-			"GOWS_CLUSTER_KEYPREFIX="+c.prefix,
-			"GOWS_CLUSTER_LEASETTL=2",
-			"GOWS_CLUSTER_RPCTIMEOUT=1s",
-			"GOWS_SERVER_HOST=127.0.0.1",
-			"GOWS_SERVER_HTTPPORT="+strconv.Itoa(httpPort),
-			"GOWS_SERVER_RPCPORT="+strconv.Itoa(rpcPort),
-			"GOWS_SERVER_DATADIR="+t.TempDir(),
-			"GOWS_SERVER_DRAINTIMEOUT=5s",
-			"GOWS_LOG_LEVEL=info",
-		)
-		n := &nodeProc{idx: idx, httpPort: httpPort, url: "http://127.0.0.1:" + strconv.Itoa(httpPort)}
-		n.proc = startProc(t, fmt.Sprintf("node%d", idx), t.TempDir(), env, binPath, "-c", filepath.Join(repoRoot, "conf.ini"))
+		n := c.launchNode(idx)
 		if c.waitReady(n, 20*time.Second) {
 			info := c.nodeInfo(n)
 			n.id, n.rpcAddr = info.ID, info.RPCAddr
@@ -268,6 +252,30 @@ func (c *cluster) startNode(idx int) *nodeProc {
 	}
 	t.Fatalf("node %d: no free ports", idx)
 	return nil
+}
+
+// launchNode starts a node process without waiting for it.
+func (c *cluster) launchNode(idx int) *nodeProc {
+	t := c.t
+	t.Helper()
+	httpPort, rpcPort := nodeproc.FreePort(t), nodeproc.FreePort(t)
+	env := append(nodeproc.Env(nil),
+		"GOWS_CLUSTER_ENABLED=true",
+		"GOWS_CLUSTER_SECRET="+c.secret,
+		"GOWS_CLUSTER_ETCDENDPOINTS="+c.etcd.endpoint(),
+		"GOWS_CLUSTER_KEYPREFIX="+c.prefix,
+		"GOWS_CLUSTER_LEASETTL=2",
+		"GOWS_CLUSTER_RPCTIMEOUT=1s",
+		"GOWS_SERVER_HOST=127.0.0.1",
+		"GOWS_SERVER_HTTPPORT="+strconv.Itoa(httpPort),
+		"GOWS_SERVER_RPCPORT="+strconv.Itoa(rpcPort),
+		"GOWS_SERVER_DATADIR="+t.TempDir(),
+		"GOWS_SERVER_DRAINTIMEOUT=5s",
+		"GOWS_LOG_LEVEL=info",
+	)
+	n := &nodeProc{idx: idx, httpPort: httpPort, url: "http://127.0.0.1:" + strconv.Itoa(httpPort)}
+	n.proc = startProc(t, fmt.Sprintf("node%d", idx), t.TempDir(), env, binPath, "-c", filepath.Join(repoRoot, "conf.ini"))
+	return n
 }
 
 func (c *cluster) waitReady(n *nodeProc, within time.Duration) bool {

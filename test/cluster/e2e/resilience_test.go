@@ -282,6 +282,18 @@ func TestHungNodeClosesItsClientsWith1012(t *testing.T) {
 	for seq := 0; seq < 20; seq++ {
 		tr.round(seq)
 	}
+	// Through the node that came back: the healthy peers are not skipped.
+	for seq := 0; seq < 20; seq++ {
+		r, err := c.tryPost(hung.url+apiPrefix, "send_to_group", "app", map[string]any{"groupName": "room", "data": seq})
+		if err != nil || r.Code != 0 {
+			t.Fatalf("send through the node that came back: %v %v", r, err)
+		}
+		var res sendResult
+		r.decode(t, &res)
+		if len(res.Unreachable) != 0 || res.Recipients != len(healthy) {
+			t.Fatalf("send through the node that came back: %s, want %d recipients and no unreachable node", r, len(healthy))
+		}
+	}
 	if lost := tr.lost(t); lost != 0 || tr.errs != 0 {
 		t.Fatalf("healthy clients: %d deliveries lost, %d sends failed", lost, tr.errs)
 	}
@@ -448,4 +460,65 @@ func TestBindThenSendThroughAnotherNode(t *testing.T) {
 		}
 	}
 	_ = http.StatusOK
+}
+
+// TestColdStartNo10006AfterReady starts three nodes at once; as soon as two
+// of them answer /readyz 200, clients connected to one are bound through
+// the other: none may get 10006.
+func TestColdStartNo10006AfterReady(t *testing.T) {
+	requireTools(t)
+	c := &cluster{t: t, etcd: startEtcd(t), prefix: "/e2e-" + randHex(4), secret: randHex(16),
+		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}}
+	t.Cleanup(c.hc.CloseIdleConnections)
+	// The system exists before the nodes start.
+	cli := c.etcd.client()
+	if _, err := cli.Put(t.Context(), c.prefix+"/systems/app", `{"systemId":"app"}`); err != nil {
+		t.Fatal(err)
+	}
+	cli.Close()
+	for i := range 3 {
+		c.nodes = append(c.nodes, c.launchNode(i))
+	}
+	ready := make([]bool, 3)
+	start := time.Now()
+	binds, offline := 0, 0
+	for time.Since(start) < 20*time.Second && binds < 300 {
+		var up []*nodeProc
+		for i, n := range c.nodes {
+			if !ready[i] {
+				if s, _ := c.status(n.url + "/readyz"); s == http.StatusOK {
+					ready[i] = true
+				}
+			}
+			if ready[i] {
+				up = append(up, n)
+			}
+		}
+		if len(up) < 2 {
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		for i := range up {
+			owner, via := up[i], up[(i+1)%len(up)]
+			cl := c.dialNode(owner, "app")
+			r, err := c.tryPost(via.url+apiPrefix, "bind_to_group", "app", map[string]any{"clientId": cl.currentID(), "groupName": "g"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			binds++
+			if r.Code == codeClientOffline {
+				offline++
+			} else if r.Code != 0 {
+				t.Fatalf("bind through node %d of a client of node %d: %s", via.idx, owner.idx, r)
+			}
+			cl.close()
+		}
+	}
+	t.Logf("%d binds through another node right after /readyz 200, %d answered 10006", binds, offline)
+	if binds < 30 {
+		t.Fatalf("only %d binds in 20 s", binds)
+	}
+	if offline != 0 {
+		t.Fatalf("%d of %d binds of online clients answered 10006", offline, binds)
+	}
 }
