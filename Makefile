@@ -2,7 +2,7 @@
 #   make run    build the node and run it with ./conf.ini (standalone, no etcd)
 #   make test   install what the tests need, then run every check and test
 #   make unit   unit tests only (every package outside test/)
-#   make e2e    black-box suites against the built binary (test/e2e, test/security, test/ops)
+#   make e2e    black-box suites against the built binary (test/e2e, test/security, test/ops, test/docs)
 #   make cluster  cluster suites (in-process etcd, and etcd + nginx + node processes)
 #   make browser  headless Chromium suite
 SHELL := /bin/bash
@@ -47,7 +47,7 @@ unit:
 	go test -race -count=1 -timeout 10m $$(go list ./... | grep -v '^$(MODULE)/test/')
 
 e2e:
-	go test -race -count=1 -timeout 20m ./test/e2e/ ./test/security/ ./test/ops/
+	go test -race -count=1 -timeout 20m ./test/e2e/ ./test/security/ ./test/ops/ ./test/docs/
 
 cluster:
 	go test -race -count=1 -timeout 20m ./test/cluster/...
