@@ -31,12 +31,16 @@ type ConnectPolicy struct {
 }
 
 // selectSubprotocol is the first subprotocol the client offered that the
-// node speaks, "" when there is none.
+// node speaks, "" when there is none. The offers may come in several header
+// lines (RFC 6455 section 4.1), each a comma-separated list.
 func (p *ConnectPolicy) selectSubprotocol(r *http.Request) string {
-	for _, offered := range websocket.Subprotocols(r) {
-		for _, s := range p.Subprotocols {
-			if offered == s {
-				return offered
+	for _, line := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, offered := range strings.Split(line, ",") {
+			offered = strings.TrimSpace(offered)
+			for _, s := range p.Subprotocols {
+				if offered == s {
+					return offered
+				}
 			}
 		}
 	}
