@@ -31,6 +31,7 @@ import (
 	"github.com/go-websocket/go-websocket/routers"
 	"github.com/go-websocket/go-websocket/servers"
 	"github.com/go-websocket/go-websocket/servers/store"
+	"github.com/go-websocket/go-websocket/servers/webhook"
 	"github.com/go-websocket/go-websocket/web"
 )
 
@@ -168,12 +169,15 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 	if cfg.Security.ConnectSecret != "" {
 		connect.Authenticate = servers.TokenAuthenticator([]byte(cfg.Security.ConnectSecret))
 	}
+	hooks := webhook.New(webhook.Config{Timeout: cfg.Webhook.Timeout, QueueSize: cfg.Webhook.QueueSize,
+		AllowHosts: cfg.Webhook.AllowHosts}, systems.Settings, m.Registry, log.Named("webhook"))
 	node := servers.NewNode(servers.Options{
 		Hub: servers.HubConfig{
 			PingInterval: ws.PingInterval, PongWait: ws.PongWait, WriteTimeout: ws.WriteTimeout,
 			WriteDelay:  ws.WriteDelay,
 			QueueLength: ws.QueueLength, ReadLimit: ws.ReadLimit,
 			MaxConnections: ws.MaxConnections, MaxConnectionsPerSystem: ws.MaxConnectionsPerSystem,
+			SessionTTL: ws.SessionTTL,
 		},
 		MembershipEvents: ws.MembershipEvents,
 		EventsOffSystems: ws.EventsOffSystems,
@@ -182,6 +186,7 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 		Metrics:          m,
 		Logger:           log,
 		Connect:          connect,
+		Webhooks:         hooks,
 		EventTimeout:     cfg.Cluster.RPCTimeout / 2,
 	})
 	var ready func() error
@@ -281,6 +286,9 @@ wait:
 	shutdownDone := make(chan error, 1)
 	go func() { shutdownDone <- srv.Shutdown(ctx) }()
 	node.Shutdown(deadline)
+	// The disconnect events of the clients just closed are posted until
+	// the deadline.
+	hooks.Close(ctx)
 	if err := <-shutdownDone; err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Warn("http shutdown", zap.Error(err))
 	}

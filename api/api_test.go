@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/go-websocket/go-websocket/define"
+	"github.com/go-websocket/go-websocket/servers/webhook"
 )
 
 // recorder is a Service that records what the handlers pass on.
@@ -22,12 +23,25 @@ type recorder struct {
 	online bool
 }
 
-func (r *recorder) Register(_ context.Context, id string) error {
+func (r *recorder) RegisterSystem(_ context.Context, id, url string, events []string) (string, error) {
 	if id == "taken" {
-		return define.ErrSystemExists
+		return "", define.ErrSystemExists
 	}
-	r.last = "register " + id
-	return nil
+	r.last = "register " + id + " " + url + " " + strings.Join(events, ",")
+	return "secret", nil
+}
+func (r *recorder) UpdateSystem(_ context.Context, id string, u *webhook.Update) (*webhook.Info, error) {
+	info := &webhook.Info{SystemID: id, WebhookEvents: []string{}}
+	if u.WebhookURL != nil {
+		info.WebhookURL = *u.WebhookURL
+	}
+	if u.RotateSecret {
+		info.WebhookSecret = "new"
+	}
+	return info, nil
+}
+func (r *recorder) GetSystem(_ context.Context, id string) (*webhook.Info, error) {
+	return &webhook.Info{SystemID: id, WebhookEvents: []string{}}, nil
 }
 func (r *recorder) SendToClient(_ context.Context, s, id string, m *define.Message) (string, error) {
 	if id == "gone" {

@@ -14,18 +14,17 @@ import (
 	"github.com/go-websocket/go-websocket/define"
 )
 
-// decode reads the JSON object body into v. allowEmpty treats an empty body
-// as {} (for endpoints without required fields).
-func decode(r *http.Request, v any, allowEmpty bool) error {
+// readBody reads the whole request body (bounded by the router's limit).
+func readBody(r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return define.Errorf(define.CodeBodyTooLarge, "request body is larger than %d bytes", tooBig.Limit)
+			return nil, define.Errorf(define.CodeBodyTooLarge, "request body is larger than %d bytes", tooBig.Limit)
 		}
-		return define.Errorf(define.CodeInvalidRequest, "could not read request body: %v", err)
+		return nil, define.Errorf(define.CodeInvalidRequest, "could not read request body: %v", err)
 	}
-	return decodeBytes(body, v, allowEmpty)
+	return body, nil
 }
 
 func decodeBytes(body []byte, v any, allowEmpty bool) error {

@@ -1,17 +1,23 @@
 package api
 
 import (
+	"bytes"
 	"context"
 
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
 
 	"github.com/go-websocket/go-websocket/define"
+	"github.com/go-websocket/go-websocket/servers/webhook"
 )
 
 // Service is what the handlers need of the node.
 type Service interface {
-	Register(ctx context.Context, systemID string) error
+	// RegisterSystem adds a system with its webhook settings and returns
+	// the webhook secret it minted for it.
+	RegisterSystem(ctx context.Context, systemID, webhookURL string, webhookEvents []string) (secret string, err error)
+	UpdateSystem(ctx context.Context, systemID string, u *webhook.Update) (*webhook.Info, error)
+	GetSystem(ctx context.Context, systemID string) (*webhook.Info, error)
 	SendToClient(ctx context.Context, systemID, clientID string, m *define.Message) (string, error)
 	SendToClients(ctx context.Context, systemID string, ids []string, m *define.Message) (*define.SendResult, error)
 	BindToGroup(ctx context.Context, systemID, clientID, group, userID, extend string) error
@@ -23,14 +29,32 @@ type Service interface {
 	CloseClient(ctx context.Context, systemID, clientID string) error
 }
 
-// Handlers serves the HTTP API of SPEC section 2.
+// Handlers serves the HTTP API.
 type Handlers struct {
 	svc Service
 	log *zap.Logger
+	ops map[string]op
 }
 
+// op runs one endpoint on a request body: decode, validate, call the node.
+// It returns the success data or an error. The HTTP handlers and the batch
+// endpoint share it.
+type op func(ctx context.Context, systemID string, body []byte) (any, error)
+
 // New returns the handlers for svc.
-func New(svc Service, log *zap.Logger) *Handlers { return &Handlers{svc: svc, log: log} }
+func New(svc Service, log *zap.Logger) *Handlers {
+	h := &Handlers{svc: svc, log: log}
+	h.ops = map[string]op{
+		"send_to_client":    h.sendToClient,
+		"send_to_clients":   h.sendToClients,
+		"bind_to_group":     h.bindToGroup,
+		"unbind_from_group": h.unbindFromGroup,
+		"send_to_group":     h.sendToGroup,
+		"send_to_system":    h.sendToSystem,
+		"close_client":      h.closeClient,
+	}
+	return h
+}
 
 // Endpoint is one API endpoint: its name (the last path segment) and handler.
 type Endpoint struct {
@@ -43,16 +67,43 @@ type Endpoint struct {
 // Endpoints lists every POST endpoint.
 func (h *Handlers) Endpoints() []Endpoint {
 	return []Endpoint{
-		{"register", h.register, false},
-		{"send_to_client", h.sendToClient, true},
-		{"send_to_clients", h.sendToClients, true},
-		{"bind_to_group", h.bindToGroup, true},
-		{"unbind_from_group", h.unbindFromGroup, true},
-		{"send_to_group", h.sendToGroup, true},
-		{"send_to_system", h.sendToSystem, true},
-		{"get_online_list", h.getOnlineList, true},
-		{"is_online", h.isOnline, true},
-		{"close_client", h.closeClient, true},
+		{"register", h.serve(h.register, false), false},
+		{"update_system", h.serve(h.updateSystem, false), true},
+		{"get_system", h.serve(h.getSystem, true), true},
+		{"send_to_client", h.serve(h.sendToClient, false), true},
+		{"send_to_clients", h.serve(h.sendToClients, false), true},
+		{"bind_to_group", h.serve(h.bindToGroup, false), true},
+		{"unbind_from_group", h.serve(h.unbindFromGroup, false), true},
+		{"send_to_group", h.serve(h.sendToGroup, false), true},
+		{"send_to_system", h.serve(h.sendToSystem, true), true},
+		{"get_online_list", h.serve(h.getOnlineList, true), true},
+		{"is_online", h.serve(h.isOnline, false), true},
+		{"close_client", h.serve(h.closeClient, false), true},
+		{"batch", h.serve(h.batch, false), true},
+	}
+}
+
+// serve adapts an op to gin: it reads the body (allowEmpty: an empty body
+// counts as {}) and renders the envelope.
+func (h *Handlers) serve(run op, allowEmpty bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		body, err := readBody(c.Request)
+		if err == nil && allowEmpty && len(bytes.TrimSpace(body)) == 0 {
+			body = []byte("{}")
+		}
+		if err != nil {
+			h.fail(c, err)
+			return
+		}
+		// The gin context carries the request id for errors logged by an
+		// op; the engine falls back to the request's context for
+		// cancellation and deadlines.
+		data, err := run(c, systemID(c), body)
+		if err != nil {
+			h.fail(c, err)
+			return
+		}
+		OK(c, data)
 	}
 }
 
@@ -61,28 +112,62 @@ func systemID(c *gin.Context) string { return c.GetString(KeySystemID) }
 func (h *Handlers) fail(c *gin.Context, err error) { Fail(c, h.log, err) }
 
 type registerReq struct {
-	SystemID string `json:"systemId"`
+	SystemID      string   `json:"systemId"`
+	WebhookURL    string   `json:"webhookUrl"`
+	WebhookEvents []string `json:"webhookEvents"`
 }
 
-func (h *Handlers) register(c *gin.Context) {
+func (h *Handlers) register(ctx context.Context, _ string, body []byte) (any, error) {
 	var req registerReq
-	if err := decode(c.Request, &req, false); err != nil {
-		h.fail(c, err)
-		return
+	if err := decodeBytes(body, &req, false); err != nil {
+		return nil, err
 	}
 	if req.SystemID == "" {
-		h.fail(c, define.Errorf(define.CodeMissingSystemID, "field systemId is required"))
-		return
+		return nil, define.Errorf(define.CodeMissingSystemID, "field systemId is required")
 	}
-	if err := name("systemId", req.SystemID); err != nil {
-		h.fail(c, err)
-		return
+	if err := firstErr(name("systemId", req.SystemID), webhookFields(&req.WebhookURL, &req.WebhookEvents)); err != nil {
+		return nil, err
 	}
-	if err := h.svc.Register(c.Request.Context(), req.SystemID); err != nil {
-		h.fail(c, err)
-		return
+	secret, err := h.svc.RegisterSystem(ctx, req.SystemID, req.WebhookURL, req.WebhookEvents)
+	if err != nil {
+		return nil, err
 	}
-	OK(c, gin.H{"systemId": req.SystemID})
+	return gin.H{"systemId": req.SystemID, "webhookSecret": secret}, nil
+}
+
+// webhookFields validates the webhook settings of register and
+// update_system (nil: not given).
+func webhookFields(url *string, events *[]string) error {
+	if url != nil {
+		if err := webhook.CheckURL(*url, nil); err != nil {
+			return fieldErr("webhookUrl", "%v", err)
+		}
+	}
+	if events != nil {
+		if err := webhook.CheckEvents(*events); err != nil {
+			return fieldErr("webhookEvents", "has an %v", err)
+		}
+	}
+	return nil
+}
+
+func (h *Handlers) updateSystem(ctx context.Context, sys string, body []byte) (any, error) {
+	var req webhook.Update
+	if err := decodeBytes(body, &req, false); err != nil {
+		return nil, err
+	}
+	if err := webhookFields(req.WebhookURL, req.WebhookEvents); err != nil {
+		return nil, err
+	}
+	return h.svc.UpdateSystem(ctx, sys, &req)
+}
+
+func (h *Handlers) getSystem(ctx context.Context, sys string, body []byte) (any, error) {
+	var req struct{}
+	if err := decodeBytes(body, &req, true); err != nil {
+		return nil, err
+	}
+	return h.svc.GetSystem(ctx, sys)
 }
 
 type sendReq struct {
@@ -90,22 +175,24 @@ type sendReq struct {
 	define.Message
 }
 
-func (h *Handlers) sendToClient(c *gin.Context) {
+func (h *Handlers) sendToClient(ctx context.Context, sys string, body []byte) (any, error) {
 	var req sendReq
-	if err := decode(c.Request, &req, false); err != nil {
-		h.fail(c, err)
-		return
+	if err := decodeBytes(body, &req, false); err != nil {
+		return nil, err
 	}
 	if err := firstErr(required("clientId", req.ClientID), message(&req.Message)); err != nil {
-		h.fail(c, err)
-		return
+		return nil, err
 	}
-	id, err := h.svc.SendToClient(c.Request.Context(), systemID(c), req.ClientID, &req.Message)
+	id, err := h.svc.SendToClient(ctx, sys, req.ClientID, &req.Message)
 	if err != nil {
-		h.fail(c, err)
-		return
+		return nil, err
 	}
-	OK(c, gin.H{"messageId": id})
+	return messageID{id}, nil
+}
+
+// messageID answers send_to_client (a struct encodes faster than a map).
+type messageID struct {
+	MessageID string `json:"messageId"`
 }
 
 type sendManyReq struct {
@@ -113,36 +200,26 @@ type sendManyReq struct {
 	define.Message
 }
 
-func (h *Handlers) sendToClients(c *gin.Context) {
+func (h *Handlers) sendToClients(ctx context.Context, sys string, body []byte) (any, error) {
 	var req sendManyReq
-	if err := decode(c.Request, &req, false); err != nil {
-		h.fail(c, err)
-		return
+	if err := decodeBytes(body, &req, false); err != nil {
+		return nil, err
 	}
 	if len(req.ClientIDs) == 0 {
-		h.fail(c, fieldErr("clientIds", "is required (a non-empty array of clientIds)"))
-		return
+		return nil, fieldErr("clientIds", "is required (a non-empty array of clientIds)")
 	}
 	if len(req.ClientIDs) > define.MaxClientIDsCall {
-		h.fail(c, fieldErr("clientIds", "has %d entries; at most %d per call", len(req.ClientIDs), define.MaxClientIDsCall))
-		return
+		return nil, fieldErr("clientIds", "has %d entries; at most %d per call", len(req.ClientIDs), define.MaxClientIDsCall)
 	}
 	for i, id := range req.ClientIDs {
 		if id == "" {
-			h.fail(c, fieldErr("clientIds", "entry %d is empty", i))
-			return
+			return nil, fieldErr("clientIds", "entry %d is empty", i)
 		}
 	}
 	if err := message(&req.Message); err != nil {
-		h.fail(c, err)
-		return
+		return nil, err
 	}
-	res, err := h.svc.SendToClients(c.Request.Context(), systemID(c), req.ClientIDs, &req.Message)
-	if err != nil {
-		h.fail(c, err)
-		return
-	}
-	OK(c, res)
+	return h.svc.SendToClients(ctx, sys, req.ClientIDs, &req.Message)
 }
 
 type bindReq struct {
@@ -153,21 +230,21 @@ type bindReq struct {
 	Extend     string `json:"extend"`
 }
 
-func (h *Handlers) bindToGroup(c *gin.Context) {
+// empty is the data of endpoints that answer nothing.
+var empty = struct{}{}
+
+func (h *Handlers) bindToGroup(ctx context.Context, sys string, body []byte) (any, error) {
 	var req bindReq
-	if err := decode(c.Request, &req, false); err != nil {
-		h.fail(c, err)
-		return
+	if err := decodeBytes(body, &req, false); err != nil {
+		return nil, err
 	}
 	if err := firstErr(required("clientId", req.ClientID), name("groupName", req.GroupName)); err != nil {
-		h.fail(c, err)
-		return
+		return nil, err
 	}
-	if err := h.svc.BindToGroup(c.Request.Context(), systemID(c), req.ClientID, req.GroupName, req.UserID, req.Extend); err != nil {
-		h.fail(c, err)
-		return
+	if err := h.svc.BindToGroup(ctx, sys, req.ClientID, req.GroupName, req.UserID, req.Extend); err != nil {
+		return nil, err
 	}
-	OK(c, gin.H{})
+	return empty, nil
 }
 
 type unbindReq struct {
@@ -175,21 +252,18 @@ type unbindReq struct {
 	GroupName string `json:"groupName"`
 }
 
-func (h *Handlers) unbindFromGroup(c *gin.Context) {
+func (h *Handlers) unbindFromGroup(ctx context.Context, sys string, body []byte) (any, error) {
 	var req unbindReq
-	if err := decode(c.Request, &req, false); err != nil {
-		h.fail(c, err)
-		return
+	if err := decodeBytes(body, &req, false); err != nil {
+		return nil, err
 	}
 	if err := firstErr(required("clientId", req.ClientID), name("groupName", req.GroupName)); err != nil {
-		h.fail(c, err)
-		return
+		return nil, err
 	}
-	if err := h.svc.UnbindFromGroup(c.Request.Context(), systemID(c), req.ClientID, req.GroupName); err != nil {
-		h.fail(c, err)
-		return
+	if err := h.svc.UnbindFromGroup(ctx, sys, req.ClientID, req.GroupName); err != nil {
+		return nil, err
 	}
-	OK(c, gin.H{})
+	return empty, nil
 }
 
 type groupSendReq struct {
@@ -197,103 +271,76 @@ type groupSendReq struct {
 	define.Message
 }
 
-func (h *Handlers) sendToGroup(c *gin.Context) {
+func (h *Handlers) sendToGroup(ctx context.Context, sys string, body []byte) (any, error) {
 	var req groupSendReq
-	if err := decode(c.Request, &req, false); err != nil {
-		h.fail(c, err)
-		return
+	if err := decodeBytes(body, &req, false); err != nil {
+		return nil, err
 	}
 	if err := firstErr(name("groupName", req.GroupName), message(&req.Message)); err != nil {
-		h.fail(c, err)
-		return
+		return nil, err
 	}
-	res, err := h.svc.SendToGroup(c.Request.Context(), systemID(c), req.GroupName, &req.Message)
-	if err != nil {
-		h.fail(c, err)
-		return
-	}
-	OK(c, res)
+	return h.svc.SendToGroup(ctx, sys, req.GroupName, &req.Message)
 }
 
-func (h *Handlers) sendToSystem(c *gin.Context) {
+func (h *Handlers) sendToSystem(ctx context.Context, sys string, body []byte) (any, error) {
 	var req define.Message
-	if err := decode(c.Request, &req, true); err != nil {
-		h.fail(c, err)
-		return
+	if err := decodeBytes(body, &req, true); err != nil {
+		return nil, err
 	}
 	if err := message(&req); err != nil {
-		h.fail(c, err)
-		return
+		return nil, err
 	}
-	res, err := h.svc.SendToSystem(c.Request.Context(), systemID(c), &req)
-	if err != nil {
-		h.fail(c, err)
-		return
-	}
-	OK(c, res)
+	return h.svc.SendToSystem(ctx, sys, &req)
 }
 
 type listReq struct {
 	GroupName string `json:"groupName"`
 }
 
-func (h *Handlers) getOnlineList(c *gin.Context) {
+func (h *Handlers) getOnlineList(ctx context.Context, sys string, body []byte) (any, error) {
 	var req listReq
-	if err := decode(c.Request, &req, true); err != nil {
-		h.fail(c, err)
-		return
+	if err := decodeBytes(body, &req, true); err != nil {
+		return nil, err
 	}
 	if req.GroupName != "" {
 		if err := name("groupName", req.GroupName); err != nil {
-			h.fail(c, err)
-			return
+			return nil, err
 		}
 	}
-	res, err := h.svc.OnlineList(c.Request.Context(), systemID(c), req.GroupName)
-	if err != nil {
-		h.fail(c, err)
-		return
-	}
-	OK(c, res)
+	return h.svc.OnlineList(ctx, sys, req.GroupName)
 }
 
 type clientReq struct {
 	ClientID string `json:"clientId"`
 }
 
-func (h *Handlers) isOnline(c *gin.Context) {
+func (h *Handlers) isOnline(ctx context.Context, sys string, body []byte) (any, error) {
 	var req clientReq
-	if err := decode(c.Request, &req, false); err != nil {
-		h.fail(c, err)
-		return
+	if err := decodeBytes(body, &req, false); err != nil {
+		return nil, err
 	}
 	if err := required("clientId", req.ClientID); err != nil {
-		h.fail(c, err)
-		return
+		return nil, err
 	}
-	online, err := h.svc.IsOnline(c.Request.Context(), systemID(c), req.ClientID)
+	online, err := h.svc.IsOnline(ctx, sys, req.ClientID)
 	if err != nil {
-		h.fail(c, err)
-		return
+		return nil, err
 	}
-	OK(c, gin.H{"online": online})
+	return gin.H{"online": online}, nil
 }
 
-func (h *Handlers) closeClient(c *gin.Context) {
+func (h *Handlers) closeClient(ctx context.Context, sys string, body []byte) (any, error) {
 	var req clientReq
-	if err := decode(c.Request, &req, false); err != nil {
-		h.fail(c, err)
-		return
+	if err := decodeBytes(body, &req, false); err != nil {
+		return nil, err
 	}
 	if err := required("clientId", req.ClientID); err != nil {
-		h.fail(c, err)
-		return
+		return nil, err
 	}
-	if err := h.svc.CloseClient(c.Request.Context(), systemID(c), req.ClientID); err != nil {
-		h.fail(c, err)
-		return
+	if err := h.svc.CloseClient(ctx, sys, req.ClientID); err != nil {
+		return nil, err
 	}
-	OK(c, gin.H{})
+	return empty, nil
 }
 
 func firstErr(errs ...error) error {

@@ -41,6 +41,10 @@ type hubNode interface {
 	// presenceChanged is told of every connect, bind, unbind and disconnect
 	// (the cluster's presence index).
 	presenceChanged(c *Client)
+	// webhook is told of every connect, disconnect, join and leave while
+	// system.mu is held, so events leave in the order membership changed; it
+	// only queues (leaf locks of its own), never blocks.
+	webhook(kind hookKind, c *Client, group string, m *member, reason string)
 }
 
 const shardCount = 64
@@ -55,6 +59,9 @@ type HubConfig struct {
 	ReadLimit               int64
 	MaxConnections          int
 	MaxConnectionsPerSystem int
+	// SessionTTL keeps a dropped client's session this long for a resume
+	// (0: sessions off).
+	SessionTTL time.Duration
 }
 
 // Hub owns this node's clients: an index by id, sharded so lookups from many
@@ -134,6 +141,7 @@ func (h *Hub) add(c *Client) error {
 		return errLimit("connection limit of this node reached")
 	}
 	s.clients[c] = struct{}{}
+	h.node.webhook(hookConnect, c, "", nil, "")
 	s.mu.Unlock()
 	sh := h.shard(c.ID)
 	sh.mu.Lock()
@@ -186,7 +194,9 @@ func (h *Hub) remove(c *Client, reason string) {
 		if events {
 			drain = c.queueEvent(define.MsgCodeLeave, g, m) || drain
 		}
+		h.node.webhook(hookLeave, c, g, m, reason)
 	}
+	h.node.webhook(hookDisconnect, c, "", nil, reason)
 	c.groups = nil
 	s.mu.Unlock()
 

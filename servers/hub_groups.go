@@ -64,6 +64,7 @@ func (h *Hub) bind(c *Client, group, userID, extend string) (joined, ok bool) {
 		s.groups[group] = members
 	}
 	members[c] = m
+	h.node.webhook(hookJoin, c, group, m, "")
 	drain := h.node.eventsOn(c.SystemID) && c.queueEvent(define.MsgCodeJoin, group, m)
 	s.mu.Unlock()
 	if drain {
@@ -92,6 +93,7 @@ func (h *Hub) unbind(c *Client, group string) (ok bool) {
 	if len(members) == 0 {
 		delete(s.groups, group)
 	}
+	h.node.webhook(hookLeave, c, group, m, "")
 	drain := h.node.eventsOn(c.SystemID) && c.queueEvent(define.MsgCodeLeave, group, m)
 	s.mu.Unlock()
 	if drain {

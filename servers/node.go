@@ -14,6 +14,7 @@ import (
 	"github.com/go-websocket/go-websocket/define"
 	"github.com/go-websocket/go-websocket/pkg/metrics"
 	"github.com/go-websocket/go-websocket/servers/store"
+	"github.com/go-websocket/go-websocket/servers/webhook"
 	"github.com/go-websocket/go-websocket/tools/ident"
 )
 
@@ -28,6 +29,7 @@ type Options struct {
 	Metrics          *metrics.Metrics
 	Logger           *zap.Logger
 	Connect          ConnectPolicy
+	Webhooks         *webhook.Dispatcher // nil: no webhooks
 	// EventTimeout bounds sending one membership event to the other nodes.
 	// In a cluster it must stay well below the RPC deadline: a bind forwarded
 	// to this node sends its 1001 before answering, and a hung third node
@@ -106,14 +108,16 @@ type BroadcastReply struct {
 // Handlers call only its exported methods; whether a cluster exists is
 // invisible above it.
 type Node struct {
-	opts    Options
-	hub     *Hub
-	minter  *ident.Minter
-	msgIDs  *ident.MessageIDs
-	systems store.Systems
-	log     *zap.Logger
-	metrics *metrics.Metrics
-	started time.Time
+	opts   Options
+	hub    *Hub
+	minter *ident.Minter
+	// resumeTokens mints and checks session resume tokens.
+	resumeTokens resumeTokens
+	msgIDs       *ident.MessageIDs
+	systems      store.Systems
+	log          *zap.Logger
+	metrics      *metrics.Metrics
+	started      time.Time
 
 	mu        sync.RWMutex
 	remote    Remote
@@ -137,14 +141,15 @@ func NewNode(o Options) *Node {
 		o.EventTimeout = 2 * time.Second
 	}
 	n := &Node{
-		opts:      o,
-		minter:    ident.NewMinter(o.NodeID, o.Secret),
-		msgIDs:    ident.NewMessageIDs(),
-		systems:   o.Systems,
-		log:       o.Logger,
-		metrics:   o.Metrics,
-		started:   time.Now(),
-		eventsOff: map[string]bool{},
+		opts:         o,
+		minter:       ident.NewMinter(o.NodeID, o.Secret),
+		resumeTokens: resumeTokens{key: o.Secret},
+		msgIDs:       ident.NewMessageIDs(),
+		systems:      o.Systems,
+		log:          o.Logger,
+		metrics:      o.Metrics,
+		started:      time.Now(),
+		eventsOff:    map[string]bool{},
 	}
 	for _, s := range o.EventsOffSystems {
 		n.eventsOff[s] = true

@@ -37,6 +37,7 @@ type Config struct {
 	Security  Security  `ini:"security"`
 	Log       Log       `ini:"log"`
 	Cluster   Cluster   `ini:"cluster"`
+	Webhook   Webhook   `ini:"webhook"`
 
 	warnings []string
 }
@@ -74,6 +75,7 @@ type WebSocket struct {
 	MaxConnections          int           `ini:"maxConnections" default:"0" min:"0" help:"most WebSocket connections on this node (0: no limit)"`
 	MaxConnectionsPerSystem int           `ini:"maxConnectionsPerSystem" default:"0" min:"0" help:"most WebSocket connections of one system on this node (0: no limit)"`
 	Subprotocols            []string      `ini:"subprotocols" default:"gows.v1" help:"comma-separated subprotocols; the first one a client offers is selected (none: no Sec-WebSocket-Protocol answer)"`
+	SessionTTL              time.Duration `ini:"sessionTTL" default:"0s" min:"0s" help:"keep a dropped client's session this long for a resume with replay (0: sessions off)"`
 }
 
 // Security is the [security] section.
@@ -108,6 +110,15 @@ type Cluster struct {
 	KeyPrefix       string        `ini:"keyPrefix" default:"/go-websocket" help:"prefix of every key this cluster keeps in etcd"`
 	Secret          string        `ini:"secret" default:"" help:"secret shared by every node (required in a cluster)"`
 	RPCTimeout      time.Duration `ini:"rpcTimeout" default:"2s" help:"deadline of every call to another node"`
+}
+
+// Webhook is the [webhook] section.
+type Webhook struct {
+	Timeout       time.Duration `ini:"timeout" default:"5s" help:"deadline of one webhook POST"`
+	QueueSize     int           `ini:"queueSize" default:"10000" min:"1" help:"webhook events waiting per system (overflow drops the oldest, counted)"`
+	AllowHosts    []string      `ini:"allowHosts" default:"" help:"comma-separated hosts webhooks may post to (.example.com: its subdomains; empty: any)"`
+	UpstreamRate  float64       `ini:"upstreamRate" default:"20" help:"upstream messages per second one client may send (above: closed with 1008; 0: no limit)"`
+	UpstreamBurst int           `ini:"upstreamBurst" default:"40" min:"0" help:"burst of upstream messages allowed above upstreamRate"`
 }
 
 // Keys lists every configuration key (section.key, lower case).
@@ -248,6 +259,9 @@ func (c *Config) check() error {
 		if c.Security.DashboardToken != "" && t == c.Security.DashboardToken {
 			return errors.New("config key security.dashboardToken: must differ from every API token (it is read-only)")
 		}
+	}
+	if c.Webhook.UpstreamRate < 0 {
+		return errors.New("config key webhook.upstreamRate: must not be negative")
 	}
 	if c.Security.RateLimit < 0 {
 		return errors.New("config key security.rateLimit: must not be negative")

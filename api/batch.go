@@ -1,0 +1,106 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"go.uber.org/zap"
+
+	"github.com/go-websocket/go-websocket/define"
+)
+
+// MaxBatchOps bounds the ops of one batch call.
+const MaxBatchOps = 1000
+
+// batchOps are the op names batch accepts, in the order of the docs. An op
+// this node has no endpoint for (users) answers 10001 in its result.
+var batchOps = []string{"send_to_client", "send_to_clients", "send_to_group", "send_to_user",
+	"send_to_system", "bind_to_group", "unbind_from_group", "bind_to_user", "close_client"}
+
+type batchReq struct {
+	Ops []json.RawMessage `json:"ops"`
+}
+
+type batchOpName struct {
+	Op string `json:"op"`
+}
+
+// BatchResult is the result of one op of a batch: the envelope the op's own
+// endpoint would have answered.
+type BatchResult struct {
+	Code int    `json:"code"`
+	Msg  string `json:"msg"`
+	Data any    `json:"data"`
+}
+
+type batchResp struct {
+	Results []BatchResult `json:"results"`
+}
+
+// batch runs up to MaxBatchOps ops in order. The whole call is refused
+// (nothing runs) when an op is not an object or names no known op; a failing
+// op does not stop the rest.
+func (h *Handlers) batch(ctx context.Context, sys string, body []byte) (any, error) {
+	var req batchReq
+	if err := decodeBytes(body, &req, false); err != nil {
+		return nil, err
+	}
+	switch {
+	case req.Ops == nil:
+		return nil, fieldErr("ops", "is required (an array of ops)")
+	case len(req.Ops) > MaxBatchOps:
+		return nil, fieldErr("ops", "has %d entries; at most %d per call", len(req.Ops), MaxBatchOps)
+	}
+	runs := make([]op, len(req.Ops))
+	names := make([]string, len(req.Ops))
+	for i, raw := range req.Ops {
+		var n batchOpName
+		if err := decodeBytes(raw, &n, false); err != nil {
+			var e *define.Error
+			if errors.As(err, &e) {
+				return nil, define.Errorf(define.CodeInvalidRequest, "ops[%d]: %s", i, e.Msg)
+			}
+			return nil, err
+		}
+		if !known(n.Op) {
+			return nil, define.Errorf(define.CodeInvalidRequest, "ops[%d]: field op %q is not one of %v", i, n.Op, batchOps)
+		}
+		runs[i], names[i] = h.ops[n.Op], n.Op
+	}
+	res := batchResp{Results: make([]BatchResult, len(req.Ops))}
+	for i, run := range runs {
+		if run == nil {
+			e := define.Errorf(define.CodeInvalidRequest, "op %s is not supported by this node", names[i])
+			res.Results[i] = BatchResult{Code: e.Code, Msg: e.Msg}
+			continue
+		}
+		data, err := run(ctx, sys, req.Ops[i])
+		res.Results[i] = h.result(ctx, data, err)
+	}
+	return res, nil
+}
+
+func known(name string) bool {
+	for _, n := range batchOps {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// result renders one op's outcome; an error that is not an API error is
+// logged and becomes 10011, as on the op's own endpoint.
+func (h *Handlers) result(ctx context.Context, data any, err error) BatchResult {
+	if err == nil {
+		return BatchResult{Code: define.CodeSuccess, Msg: "success", Data: data}
+	}
+	var e *define.Error
+	if !errors.As(err, &e) {
+		rid, _ := ctx.Value(KeyRequestID).(string)
+		h.log.Error("internal error in batch op", zap.String("requestId", rid), zap.Error(err))
+		e = &define.Error{Code: define.CodeInternal, Msg: "internal error, request id " + rid}
+	}
+	return BatchResult{Code: e.Code, Msg: e.Msg}
+}

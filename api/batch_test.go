@@ -1,0 +1,124 @@
+package api
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+type batchAnswer struct {
+	Code int    `json:"code"`
+	Msg  string `json:"msg"`
+	Data struct {
+		Results []struct {
+			Code int             `json:"code"`
+			Msg  string          `json:"msg"`
+			Data json.RawMessage `json:"data"`
+		} `json:"results"`
+	} `json:"data"`
+}
+
+func TestBatchRunsInOrderAndKeepsGoing(t *testing.T) {
+	rec := &recorder{}
+	e := engine(rec)
+	status, _, raw := call(e, "batch", `{"ops":[
+		{"op":"send_to_client","clientId":"a","data":{"n":1}},
+		{"op":"send_to_client","clientId":"gone"},
+		{"op":"send_to_client","clientId":""},
+		{"op":"bind_to_group","clientId":"c","groupName":"g","userId":"u","extend":"x"},
+		{"op":"send_to_user","userId":"u"},
+		{"op":"send_to_group","groupName":"g","data":[1,2]},
+		{"op":"send_to_clients","clientIds":["a","b"]},
+		{"op":"close_client","clientId":"boom2"}
+	]}`)
+	if status != 200 {
+		t.Fatalf("status %d %s", status, raw)
+	}
+	var a batchAnswer
+	if err := json.Unmarshal([]byte(raw), &a); err != nil {
+		t.Fatal(err)
+	}
+	want := []int{0, 10006, 10001, 0, 10001, 0, 0, 0}
+	if len(a.Data.Results) != len(want) {
+		t.Fatalf("results %s", raw)
+	}
+	for i, w := range want {
+		if a.Data.Results[i].Code != w {
+			t.Errorf("op %d: code %d (%s), want %d", i, a.Data.Results[i].Code, a.Data.Results[i].Msg, w)
+		}
+	}
+	if got := string(a.Data.Results[0].Data); got != `{"messageId":"mid"}` {
+		t.Errorf("op 0 data %s", got)
+	}
+	if !strings.Contains(a.Data.Results[4].Msg, "send_to_user") || string(a.Data.Results[4].Data) != "null" {
+		t.Errorf("unsupported op: %+v", a.Data.Results[4])
+	}
+	if !strings.Contains(a.Data.Results[2].Msg, "clientId") {
+		t.Errorf("invalid op msg: %s", a.Data.Results[2].Msg)
+	}
+	if string(rec.msg.Data) != "" || rec.last != "bind s1 c g u x" {
+		// the last op that carried a message was send_to_clients (no data)
+		t.Errorf("last message %q, last call %q", rec.msg.Data, rec.last)
+	}
+}
+
+func TestBatchRefusedWhole(t *testing.T) {
+	rec := &recorder{}
+	e := engine(rec)
+	many := strings.Repeat(`{"op":"send_to_client","clientId":"a"},`, MaxBatchOps)
+	cases := []struct{ body, msgHas string }{
+		{`{}`, "ops"},
+		{`{"ops":{}}`, "ops"},
+		{`{"ops":[` + many + `{"op":"send_to_client","clientId":"a"}]}`, "at most 1000"},
+		{`{"ops":[{"op":"bind_to_group","clientId":"a","groupName":"g"},{"op":"register"}]}`, "ops[1]"},
+		{`{"ops":[{"op":"bind_to_group","clientId":"a","groupName":"g"},{}]}`, "ops[1]"},
+		{`{"ops":[{"op":"bind_to_group","clientId":"a","groupName":"g"},7]}`, "ops[1]"},
+		{`{"ops":[{"op":"bind_to_group","clientId":"a","groupName":"g"},{"op":3}]}`, "ops[1]"},
+	}
+	for _, c := range cases {
+		status, r, raw := call(e, "batch", c.body)
+		if status != 400 || r.Code != 10001 || !strings.Contains(r.Msg, c.msgHas) {
+			t.Errorf("%.60s: %d %s", c.body, status, raw)
+		}
+	}
+	if rec.last != "" {
+		t.Fatalf("an op ran: %q", rec.last)
+	}
+	// Exactly the limit runs.
+	status, _, raw := call(e, "batch", `{"ops":[`+strings.TrimSuffix(many, ",")+`]}`)
+	if status != 200 || strings.Count(raw, `"code":0`) != MaxBatchOps+1 {
+		t.Fatalf("1000 ops: %d %.200s", status, raw)
+	}
+	if status, _, raw := call(e, "batch", `{"ops":[]}`); status != 200 || !strings.Contains(raw, `"results":[]`) {
+		t.Fatalf("no ops: %d %s", status, raw)
+	}
+}
+
+func TestSystemEndpoints(t *testing.T) {
+	rec := &recorder{}
+	e := engine(rec)
+	cases := []struct {
+		endpoint, body string
+		status, code   int
+		has            string
+	}{
+		{"register", `{"systemId":"s","webhookUrl":"http://127.0.0.1:1/h","webhookEvents":["connect","message"]}`, 200, 0, `"webhookSecret":"secret"`},
+		{"register", `{"systemId":"s","webhookUrl":"ftp://x/h"}`, 400, 10001, "webhookUrl"},
+		{"register", `{"systemId":"s","webhookUrl":"/relative"}`, 400, 10001, "webhookUrl"},
+		{"register", `{"systemId":"s","webhookEvents":["connect","typo"]}`, 400, 10001, "typo"},
+		{"register", `{"systemId":"s","webhookEvents":"connect"}`, 400, 10001, "webhookEvents"},
+		{"update_system", `{"webhookUrl":"https://example.com/h","rotateSecret":true}`, 200, 0, `"webhookSecret":"new"`},
+		{"update_system", `{"webhookEvents":["nope"]}`, 400, 10001, "nope"},
+		{"update_system", `{"rotateSecret":"yes"}`, 400, 10001, "rotateSecret"},
+		{"get_system", ``, 200, 0, `"webhookEvents":[]`},
+	}
+	for _, c := range cases {
+		status, r, raw := call(e, c.endpoint, c.body)
+		if status != c.status || r.Code != c.code || !strings.Contains(raw, c.has) {
+			t.Errorf("%s %s: %d %s", c.endpoint, c.body, status, raw)
+		}
+	}
+	if want := "register s http://127.0.0.1:1/h connect,message"; rec.last != want {
+		t.Fatalf("register passed %q", rec.last)
+	}
+}

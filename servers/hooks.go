@@ -1,0 +1,174 @@
+package servers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"slices"
+
+	"github.com/go-websocket/go-websocket/define"
+	"github.com/go-websocket/go-websocket/servers/store"
+	"github.com/go-websocket/go-websocket/servers/webhook"
+)
+
+// hookKind is what happened to a client, for its system's webhook.
+type hookKind uint8
+
+const (
+	hookConnect hookKind = iota + 1
+	hookDisconnect
+	hookJoin
+	hookLeave
+)
+
+// webhookReasons maps the disconnect labels to the reasons a disconnect
+// event carries. A node declared gone by its cluster says nothing of its
+// clients: a surviving node announced them.
+var webhookReasons = map[string]string{
+	define.ReasonNormal:        webhook.ReasonClientClose,
+	define.ReasonTooBig:        webhook.ReasonClientClose,
+	define.ReasonProtocolError: webhook.ReasonClientClose,
+	define.ReasonWriteError:    webhook.ReasonClientClose,
+	define.ReasonHeartbeat:     webhook.ReasonHeartbeat,
+	define.ReasonSlowConsumer:  webhook.ReasonSlowConsumer,
+	define.ReasonWriteTimeout:  webhook.ReasonSlowConsumer,
+	define.ReasonKicked:        webhook.ReasonCloseClient,
+	define.ReasonShutdown:      webhook.ReasonShutdown,
+}
+
+// webhook implements hubNode: it queues the event for the system's webhook.
+func (n *Node) webhook(kind hookKind, c *Client, group string, m *member, reason string) {
+	d := n.opts.Webhooks
+	if d == nil {
+		return
+	}
+	ev := webhook.Event{SystemID: c.SystemID, ClientID: c.ID, UserID: c.UserID}
+	if reason != "" {
+		r, ok := webhookReasons[reason]
+		if !ok {
+			return // node_lost
+		}
+		ev.Reason = r
+	}
+	switch kind {
+	case hookConnect:
+		ev.Type = webhook.EventConnect
+	case hookDisconnect:
+		ev.Type = webhook.EventDisconnect
+	case hookJoin, hookLeave:
+		ev.Type, ev.GroupName = webhook.EventJoin, group
+		if kind == hookLeave {
+			ev.Type = webhook.EventLeave
+		}
+		if m != nil && m.userID != "" {
+			ev.UserID = m.userID
+		}
+	}
+	d.Publish(ev)
+}
+
+// mintSecret returns a new webhook secret: 32 random bytes, hex.
+func mintSecret() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return "whsec_" + hex.EncodeToString(b[:])
+}
+
+func (n *Node) allowHosts() []string {
+	if d := n.opts.Webhooks; d != nil {
+		return d.Config().AllowHosts
+	}
+	return nil
+}
+
+func (n *Node) checkWebhookURL(url string) error {
+	if err := webhook.CheckURL(url, n.allowHosts()); err != nil {
+		return define.Errorf(define.CodeInvalidRequest, "field webhookUrl %v", err)
+	}
+	return nil
+}
+
+// RegisterSystem adds a system with its webhook settings and returns the
+// webhook secret minted for it (shown once).
+func (n *Node) RegisterSystem(ctx context.Context, systemID, url string, events []string) (string, error) {
+	if err := n.checkWebhookURL(url); err != nil {
+		return "", err
+	}
+	secret := mintSecret()
+	err := n.systems.RegisterWith(ctx, systemID, store.Settings{WebhookURL: url, WebhookEvents: slices.Clone(events), WebhookSecret: secret})
+	if err != nil {
+		return "", err
+	}
+	n.refreshWebhook(systemID)
+	return secret, nil
+}
+
+// UpdateSystem changes the webhook fields given; the answer carries the
+// secret only when one was minted (rotateSecret, or a webhook set on a
+// system that had no secret).
+func (n *Node) UpdateSystem(ctx context.Context, systemID string, u *webhook.Update) (*webhook.Info, error) {
+	if u.WebhookURL != nil {
+		if err := n.checkWebhookURL(*u.WebhookURL); err != nil {
+			return nil, err
+		}
+	}
+	minted := ""
+	set, err := n.systems.UpdateSettings(ctx, systemID, func(s *store.Settings) error {
+		minted = ""
+		if u.WebhookURL != nil {
+			s.WebhookURL = *u.WebhookURL
+		}
+		if u.WebhookEvents != nil {
+			s.WebhookEvents = slices.Clone(*u.WebhookEvents)
+		}
+		if u.RotateSecret || (s.WebhookSecret == "" && s.WebhookURL != "") {
+			minted = mintSecret()
+			s.WebhookSecret = minted
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	n.refreshWebhook(systemID)
+	info := infoOf(systemID, set)
+	info.WebhookSecret = minted
+	return info, nil
+}
+
+// GetSystem shows a system's settings without the secret.
+func (n *Node) GetSystem(ctx context.Context, systemID string) (*webhook.Info, error) {
+	set, ok, err := n.systems.Settings(ctx, systemID)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	if !ok {
+		return nil, define.ErrUnknownSystem
+	}
+	return infoOf(systemID, set), nil
+}
+
+func infoOf(systemID string, s store.Settings) *webhook.Info {
+	ev := s.WebhookEvents
+	if ev == nil {
+		ev = []string{}
+	}
+	return &webhook.Info{SystemID: systemID, WebhookURL: s.WebhookURL, WebhookEvents: ev}
+}
+
+// storeErr passes API errors on; anything else means the store could not
+// be reached.
+func storeErr(err error) error {
+	var e *define.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return &define.Error{Code: define.CodeUnavailable, Msg: "cluster unavailable: the system's settings cannot be read now; try again later"}
+}
+
+func (n *Node) refreshWebhook(systemID string) {
+	if d := n.opts.Webhooks; d != nil {
+		d.Refresh(systemID)
+	}
+}
