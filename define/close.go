@@ -19,16 +19,17 @@ type Disconnect struct {
 
 // Metric labels of disconnects.
 const (
-	ReasonNormal        = "normal"         // the client closed the connection (close frame or EOF)
-	ReasonHeartbeat     = "heartbeat"      // nothing received within pongWait
-	ReasonSlowConsumer  = "slow_consumer"  // the outgoing queue overflowed
-	ReasonTooBig        = "too_big"        // a message over the read limit
-	ReasonProtocolError = "protocol_error" // a frame that breaks RFC 6455 or invalid UTF-8
-	ReasonShutdown      = "shutdown"       // the node is draining
-	ReasonKicked        = "kicked"         // close_client
-	ReasonWriteError    = "write_error"    // the socket failed on write
-	ReasonWriteTimeout  = "write_timeout"  // a write did not complete within writeTimeout
-	ReasonNodeLost      = "node_lost"      // the node was declared gone by its cluster
+	ReasonNormal        = "normal"          // the client closed the connection (close frame or EOF)
+	ReasonHeartbeat     = "heartbeat"       // nothing received within pongWait
+	ReasonSlowConsumer  = "slow_consumer"   // the outgoing queue overflowed
+	ReasonTooBig        = "too_big"         // a message over the read limit
+	ReasonProtocolError = "protocol_error"  // a frame that breaks RFC 6455 or invalid UTF-8
+	ReasonShutdown      = "shutdown"        // the node is draining
+	ReasonKicked        = "kicked"          // close_client
+	ReasonWriteError    = "write_error"     // the socket failed on write
+	ReasonWriteTimeout  = "write_timeout"   // a write did not complete within writeTimeout
+	ReasonNodeLost      = "node_lost"       // the node was declared gone by its cluster
+	ReasonSessionExpire = "session_expired" // a suspended session was not resumed within sessionTTL
 )
 
 // The reasons the server closes a connection for.
@@ -48,6 +49,9 @@ var (
 	DisconnectWriteError   = Disconnect{Reason: ReasonWriteError, Drop: true}
 	DisconnectWriteTimeout = Disconnect{Reason: ReasonWriteTimeout, Drop: true}
 	DisconnectNodeLost     = Disconnect{Code: CloseServiceRestart, Text: "service restart", Reason: ReasonNodeLost, Drop: true}
+	// DisconnectSessionExpired ends a suspended session (no connection, so
+	// no close frame).
+	DisconnectSessionExpired = Disconnect{Reason: ReasonSessionExpire, Drop: true}
 )
 
 // WithCode returns d with another close code (the echo of a client's code).

@@ -40,6 +40,9 @@ type Client struct {
 func newClient(h *Hub, id, systemID, userID string, nc net.Conn) *Client {
 	c := &Client{ID: id, SystemID: systemID, UserID: userID, hub: h, nc: nc}
 	c.w.init(c, nc, &h.cfg)
+	if h.cfg.SessionTTL > 0 {
+		c.w.sess = &session{}
+	}
 	c.parties.Store(2)
 	return c
 }
@@ -79,7 +82,7 @@ func (c *Client) closeWith(d define.Disconnect, asyncLeave bool) {
 	if d.Code != 0 {
 		cf = closeFrame(d.Code, d.Text)
 	}
-	if !c.w.startClose(cf, d.Drop) {
+	if !c.w.startClose(cf, d.Drop) && !c.endSuspended() {
 		return
 	}
 	if asyncLeave {

@@ -13,4 +13,4 @@ const maxIovecs = 1024
 // the writer's loop (net.Buffers, blocking with a deadline).
 func rawConn(net.Conn) syscall.RawConn { return nil }
 
-func (w *writer) tryWrite([]frame) (int, error) { return 0, nil }
+func (w *writer) tryWrite([][]byte) (int, error) { return 0, nil }

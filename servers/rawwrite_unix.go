@@ -6,7 +6,6 @@ import (
 	"net"
 	"sync"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -59,10 +58,9 @@ func (op *rawWrite) do(fd uintptr) bool {
 // tryWrite makes one non-blocking write (one frame) or writev (several)
 // attempt; it never waits for the socket to become writable. A full socket
 // buffer is not an error: n is what the kernel took.
-func (w *writer) tryWrite(frames []frame) (int, error) {
+func (w *writer) tryWrite(bufs [][]byte) (int, error) {
 	op := rawWrites.Get().(*rawWrite)
-	// A frame is a []byte: the slice of frames is a slice of byte slices.
-	op.bufs = unsafe.Slice((*[]byte)(unsafe.Pointer(unsafe.SliceData(frames))), len(frames))
+	op.bufs = bufs
 	err := w.rc.Write(op.fn)
 	n, werr := op.n, op.err
 	op.bufs, op.n, op.err = nil, 0, nil

@@ -30,18 +30,20 @@ func (c *Client) readLoop() {
 	case errors.Is(err, errClosed):
 		// The close handshake is under way; close() was called already.
 	case errors.Is(err, wsframe.ErrTooBig):
-		c.close(define.DisconnectTooBig)
-		c.linger(r)
+		c.refused(r, define.DisconnectTooBig)
 	case errors.Is(err, wsframe.ErrInvalidUTF8):
-		c.close(define.DisconnectInvalidUTF8)
-		c.linger(r)
+		c.refused(r, define.DisconnectInvalidUTF8)
 	case errors.Is(err, wsframe.ErrProtocol):
-		c.close(define.DisconnectProtocol)
-		c.linger(r)
+		c.refused(r, define.DisconnectProtocol)
 	case errors.As(err, &ne) && ne.Timeout():
-		c.close(define.DisconnectHeartbeat)
+		// Without the client's close frame a session is kept, suspended.
+		if !c.suspend() {
+			c.close(define.DisconnectHeartbeat)
+		}
 	default:
-		c.close(define.DisconnectConnLost)
+		if !c.suspend() {
+			c.close(define.DisconnectConnLost)
+		}
 	}
 	c.done()
 }
@@ -87,13 +89,27 @@ func (c *Client) closeReceived(payload []byte) error {
 	return errClosed
 }
 
-// linger reads on after the server refused a frame, discarding, until the
-// client's close frame, EOF or a short deadline, so the socket is not
-// closed with unread bytes: the kernel would answer those with a reset, and
-// a proxy in between would pass on the reset instead of the close frame.
-// The writer extends the deadline once the close frame is out (the client
-// needs time to read it).
-func (c *Client) linger(r *wsframe.Reader) {
+// maxDiscard bounds what the server reads of a refused frame before it
+// answers (a frame announcing more is answered at once).
+const maxDiscard = 16 << 20
+
+// refused closes the connection for a frame the server refused, without
+// the close ever turning into a reset. The rest of the refused frame, which
+// the client may still be sending, is read first (bounded by maxDiscard and
+// closeGrace): a proxy (nginx) tears down both sides as soon as the server
+// ends its side, and resets the client's side if client bytes are still
+// unread there, so the client would see 1006 instead of the close code.
+// After the close frame the reader reads on, discarding, until the client's
+// close frame, EOF or a short deadline, so the socket is not closed with
+// unread bytes either (the kernel would answer those with a reset).
+func (c *Client) refused(r *wsframe.Reader, d define.Disconnect) {
+	_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+	discardErr := r.DiscardFrame(maxDiscard)
+	c.close(d)
+	var ne net.Error
+	if errors.As(discardErr, &ne) && ne.Timeout() {
+		return // the client is not sending: nothing to wait for
+	}
 	if !c.w.closeSent.Load() {
 		_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
 	}

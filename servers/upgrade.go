@@ -194,6 +194,12 @@ func (n *Node) ServeWS(w http.ResponseWriter, r *http.Request) {
 		n.refuse(ws, refusal{define.CodeUnknownSystem, define.CloseUnknownSystem, "systemId is not registered", "unknown_system"})
 		return
 	}
+	if n.hub.cfg.SessionTTL > 0 {
+		q := r.URL.Query()
+		if tok := q.Get("resume"); tok != "" && n.resume(ws.UnderlyingConn(), systemID, userID, tok, q.Get("lastSeq")) {
+			return
+		}
+	}
 	id := n.minter.Mint(systemID)
 	// From here on the server reads and writes the socket itself.
 	c := newClient(n.hub, id, systemID, userID, ws.UnderlyingConn())
@@ -206,7 +212,11 @@ func (n *Node) ServeWS(w http.ResponseWriter, r *http.Request) {
 		n.refuse(ws, refusal{define.CodeRateLimited, define.CloseTooManyClients, err.Error(), "limit"})
 		return
 	}
-	c.w.pushFirst(envelopeFrame(define.CodeSuccess, "success", id))
+	if n.hub.cfg.SessionTTL > 0 {
+		c.w.pushFirst(welcomeFrame(id, n.resumeTokens.mint(systemID, id), false))
+	} else {
+		c.w.pushFirst(envelopeFrame(define.CodeSuccess, "success", id))
+	}
 	c.w.flush() // never delayed by a write delay: the client waits for it
 	go c.readLoop()
 }

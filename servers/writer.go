@@ -43,11 +43,21 @@ type writer struct {
 	writeTimeout time.Duration
 
 	mu         sync.Mutex
-	queue      []frame
-	spare      []frame // the other half of the double buffer
-	owned      bool    // someone owns the write side
-	closing    bool    // no more frames are accepted
-	closeFrame frame   // written after the queue when closing
+	queue      []out
+	spare      []out // the other half of the double buffer
+	owned      bool  // someone owns the write side
+	closing    bool  // no more frames are accepted
+	closeFrame frame // written after the queue when closing
+
+	// sess is the client's session (nil: sessions are off); guarded by mu.
+	// Its frames carry a sequence number and are kept for a resume.
+	sess *session
+	// movedTo: the session resumed on another connection; frames for this
+	// one go there.
+	movedTo *Client
+	// detached: the connection ended and the session is suspended; no
+	// write happens on this writer any more.
+	detached bool
 
 	// closeSent: the close frame is out; the reader must not extend its
 	// deadline any more.
@@ -75,8 +85,32 @@ func (w *writer) claim() {
 // side was idle and the caller now owns it: it must call flush (or hand the
 // writer to someone who will). deep says the queue holds a quarter of its
 // capacity or more: writes are falling behind.
+//
+// With a session, a data frame gets the next sequence number and is kept
+// for a resume; while the session is suspended it is only kept.
 func (w *writer) push(f frame) (accepted, claimed, deep bool) {
 	w.mu.Lock()
+	if to := w.movedTo; to != nil {
+		w.mu.Unlock()
+		return to.w.push(f)
+	}
+	o := out{f: f}
+	if s := w.sess; s != nil && isData(f) {
+		if s.suspended {
+			overflow := !s.keepSuspended(f, w.queueLen)
+			w.mu.Unlock()
+			if overflow {
+				w.c.sessionOverflow()
+				return false, false, false
+			}
+			return true, false, false
+		}
+		if w.closing {
+			w.mu.Unlock()
+			return false, false, false
+		}
+		o.seq = s.keep(f, w.queueLen)
+	}
 	if w.closing {
 		w.mu.Unlock()
 		return false, false, false
@@ -86,7 +120,7 @@ func (w *writer) push(f frame) (accepted, claimed, deep bool) {
 		w.c.slowConsumer()
 		return false, false, false
 	}
-	w.queue = append(w.queue, f)
+	w.queue = append(w.queue, o)
 	if !w.owned {
 		w.owned = true
 		claimed = true
@@ -99,9 +133,9 @@ func (w *writer) push(f frame) (accepted, claimed, deep bool) {
 // pushFirst puts f at the head of the queue; the caller owns the write side.
 func (w *writer) pushFirst(f frame) {
 	w.mu.Lock()
-	w.queue = append(w.queue, nil)
+	w.queue = append(w.queue, out{})
 	copy(w.queue[1:], w.queue)
-	w.queue[0] = f
+	w.queue[0] = out{f: f}
 	w.mu.Unlock()
 }
 
@@ -120,7 +154,7 @@ func (w *writer) flush() int {
 		return 0
 	}
 	taken := 0
-	var done []frame // the last batch, recycled as the spare buffer
+	var done []out // the last batch, recycled as the spare buffer
 	for pass := 0; ; pass++ {
 		w.mu.Lock()
 		if done != nil && w.spare == nil {
@@ -128,6 +162,12 @@ func (w *writer) flush() int {
 		}
 		batch := w.queue
 		switch {
+		case w.detached:
+			// The session was suspended while this flush owned the write
+			// side: the writer's part of the connection ends here.
+			w.mu.Unlock()
+			w.c.done()
+			return taken
 		case len(batch) == 0 && w.closing:
 			// The close frame is written by the loop, which may wait up
 			// to the write timeout for it.
@@ -158,17 +198,20 @@ func (w *writer) flush() int {
 		w.mu.Unlock()
 
 		taken += len(batch)
-		n, err := w.writeNonBlocking(batch)
+		v := expand(batch)
+		n, err := w.writeNonBlocking(v.bufs)
 		if err != nil {
+			v.release()
 			clear(batch)
 			w.failed(err)
 			return taken
 		}
-		if rest := unwritten(batch, n); len(rest) > 0 {
+		if rest := v.unwritten(n); len(rest) > 0 {
 			// The socket buffer is full: the loop writes the rest, ahead of
 			// whatever was queued meanwhile.
+			v.release()
 			w.mu.Lock()
-			q := make([]frame, 0, len(rest)+len(w.queue))
+			q := make([]out, 0, len(rest)+len(w.queue))
 			q = append(append(q, rest...), w.queue...)
 			clear(w.queue)
 			w.queue = q
@@ -177,25 +220,26 @@ func (w *writer) flush() int {
 			w.spawn()
 			return taken
 		}
+		v.release()
 		clear(batch)
 		done = batch
 	}
 }
 
-// unwritten returns the frames of batch after the first n bytes (the first
+// unwritten returns the buffers of bufs after the first n bytes (the first
 // one trimmed when it was written in part).
-func unwritten(batch []frame, n int) []frame {
-	for i, f := range batch {
-		if n < len(f) {
+func unwritten(bufs [][]byte, n int) [][]byte {
+	for i, b := range bufs {
+		if n < len(b) {
 			if n > 0 {
-				out := make([]frame, len(batch)-i)
-				copy(out, batch[i:])
-				out[0] = f[n:]
-				return out
+				rest := make([][]byte, len(bufs)-i)
+				copy(rest, bufs[i:])
+				rest[0] = b[n:]
+				return rest
 			}
-			return batch[i:]
+			return bufs[i:]
 		}
-		n -= len(f)
+		n -= len(b)
 	}
 	return nil
 }
@@ -204,7 +248,7 @@ func unwritten(batch []frame, n int) []frame {
 // chunk of at most maxIovecs frames, until everything is written or the
 // socket takes less than it was given; a full socket buffer is not an
 // error. It returns the bytes written.
-func (w *writer) writeNonBlocking(batch []frame) (int, error) {
+func (w *writer) writeNonBlocking(batch [][]byte) (int, error) {
 	total := 0
 	for len(batch) > 0 {
 		chunk := batch[:min(len(batch), maxIovecs)]
@@ -239,6 +283,11 @@ func (w *writer) loop() {
 	for {
 		w.mu.Lock()
 		batch := w.queue
+		if w.detached {
+			w.mu.Unlock()
+			w.c.done()
+			return
+		}
 		if len(batch) == 0 {
 			if w.closing {
 				cf := w.closeFrame
@@ -259,12 +308,11 @@ func (w *writer) loop() {
 		}
 		w.mu.Unlock()
 
-		bufs = bufs[:0]
-		for _, f := range batch {
-			bufs = append(bufs, f)
-		}
+		v := expand(batch)
+		bufs = append(bufs[:0], v.bufs...)
 		_ = w.nc.SetWriteDeadline(time.Now().Add(w.writeTimeout))
 		_, err := bufs.WriteTo(w.nc)
+		v.release()
 		clear(batch)
 		if err != nil {
 			w.failed(err)
@@ -334,7 +382,9 @@ func (w *writer) failed(err error) {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		d = define.DisconnectWriteTimeout
 	}
-	w.c.close(d)
+	if !w.c.suspend() {
+		w.c.close(d)
+	}
 	_ = w.nc.Close()
 	w.mu.Lock()
 	clear(w.queue)

@@ -14,8 +14,8 @@ import (
 )
 
 func TestUnwritten(t *testing.T) {
-	a, b, c := frame("aaaa"), frame("bb"), frame("cccccc")
-	batch := []frame{a, b, c}
+	a, b, c := []byte("aaaa"), []byte("bb"), []byte("cccccc")
+	batch := [][]byte{a, b, c}
 	for _, tc := range []struct {
 		n    int
 		want []string

@@ -22,6 +22,7 @@ type Metrics struct {
 	MessagesPushed     prometheus.Counter
 	MessagesDropped    prometheus.Counter
 	SlowConsumerCloses prometheus.Counter
+	SessionResumes     prometheus.Counter
 	APIRequests        *prometheus.CounterVec   // endpoint, code
 	APILatency         *prometheus.HistogramVec // endpoint
 	RateLimited        prometheus.Counter
@@ -58,6 +59,9 @@ func New() *Metrics {
 		SlowConsumerCloses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gows_slow_consumer_closes_total", Help: "Clients closed with 1008 because their queue overflowed.",
 		}),
+		SessionResumes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gows_session_resumes_total", Help: "Suspended sessions resumed on a new connection.",
+		}),
 		APIRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gows_api_requests_total", Help: "HTTP API requests, by endpoint and response code.",
 		}, []string{"endpoint", "code"}),
@@ -83,7 +87,7 @@ func New() *Metrics {
 		}),
 	}
 	r.MustRegister(m.Connections, m.Connects, m.Disconnects, m.ConnectsRefused, m.MessagesPushed,
-		m.MessagesDropped, m.SlowConsumerCloses, m.APIRequests, m.APILatency, m.RateLimited,
+		m.MessagesDropped, m.SlowConsumerCloses, m.SessionResumes, m.APIRequests, m.APILatency, m.RateLimited,
 		m.RPCCalls, m.RPCLatency, m.Peers, m.EtcdSession,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

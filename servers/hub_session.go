@@ -1,0 +1,33 @@
+package servers
+
+import "github.com/go-websocket/go-websocket/define"
+
+// replace puts c, a resumed session's new connection, where old was: in the
+// id index, in its system and in every group, with the same membership. No
+// membership event is sent: for the other members nothing changed.
+func (h *Hub) replace(old, c *Client) {
+	h.liveMu.Lock()
+	h.live++
+	h.liveMu.Unlock()
+	s := h.system(c.SystemID, true)
+	s.mu.Lock()
+	delete(s.clients, old)
+	s.clients[c] = struct{}{}
+	for g, m := range old.groups {
+		members := s.groups[g]
+		delete(members, old)
+		members[c] = m
+	}
+	c.groups, old.groups = old.groups, nil
+	c.removed, old.removed = old.removed, true
+	s.mu.Unlock()
+	sh := h.shard(c.ID)
+	sh.mu.Lock()
+	sh.clients[c.ID] = c
+	sh.mu.Unlock()
+	h.metrics.Connects.Inc()
+	if h.closing.Load() {
+		// shutdown may have listed the clients before this one was indexed.
+		c.close(define.DisconnectShutdown)
+	}
+}
