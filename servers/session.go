@@ -2,9 +2,9 @@ package servers
 
 import (
 	"crypto/hmac"
-	"net"
 	"crypto/sha256"
 	"encoding/base64"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
