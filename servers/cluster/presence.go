@@ -31,7 +31,7 @@ import (
 const (
 	// presenceWindow is how long the writer gathers changes before one
 	// transaction.
-	presenceWindow = 5 * time.Millisecond
+	presenceWindow = time.Millisecond
 	// maxTxnOps is etcd's default limit of operations per transaction.
 	maxTxnOps = 128
 	// youngFor is how long after its first peer list a node sends group

@@ -6,6 +6,7 @@
 #
 #   tools/wsbench/cluster.sh                       # 5 nodes, 90,000 clients
 #   NODES=3 CLIENTS=3000 MESSAGES=2000 tools/wsbench/cluster.sh
+#   NODES=3 CLIENTS=3000 MESSAGES=2000 ROOM=10 tools/wsbench/cluster.sh   # + rooms of 10
 #
 # Needs etcd on PATH (Debian: etcd-server). Loopback only; everything it
 # starts is stopped by PID.
@@ -16,6 +17,7 @@ NODES="${NODES:-5}"
 CLIENTS="${CLIENTS:-90000}"
 MESSAGES="${MESSAGES:-5000}"
 RATE="${RATE:-1000}"
+ROOM="${ROOM:-0}"
 PROCS="${PROCS:-$(( (CLIENTS + 17999) / 18000 ))}"
 WORK="$(mktemp -d)"
 PIDS=()
@@ -52,4 +54,4 @@ for i in $(seq "$NODES"); do wait_port $((7810 + i)); done
 
 "$WORK/wsbench" cluster -url "$(IFS=,; echo "${urls[*]}")" -pid "$(IFS=,; echo "${nodepids[*]}")" \
 	-clients "$CLIENTS" -procs "$PROCS" -src 127.0.0.2-127.0.0.9 -messages "$MESSAGES" -rate "$RATE" \
-	-broadcasts 3 -timeout 10m -progress 0
+	-broadcasts 3 -room "$ROOM" -timeout 10m -progress 0

@@ -34,6 +34,7 @@ type Config struct {
 	Rate        float64
 	Group       string
 	Broadcasts  int
+	RoomSize    int
 	Cross       bool
 	Count       int
 	Concurrency int
@@ -90,6 +91,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.Float64Var(&c.Rate, "rate", 0, "fixed publish `RATE` in requests/s over all workers or publishers (0: as fast as possible)")
 	fs.StringVar(&c.Group, "group", "bench-g", "fanout: group name (gows) or channel (centrifugo)")
 	fs.IntVar(&c.Broadcasts, "broadcasts", 1, "cluster: send_to_system messages before the unicast phase")
+	fs.IntVar(&c.RoomSize, "room", 0, "cluster: after the unicast phase, bind the clients into rooms of this size and measure etcd writes per bind, RPCs per send_to_group and get_online_list latency (0: no room phase)")
 	fs.BoolVar(&c.Cross, "cross", false, "unicast with several -url: call the API on another node than the client's (cluster does this always)")
 	fs.IntVar(&c.Count, "count", 0, "connect-churn: stop after this many connects (0: only -duration bounds it)")
 	fs.IntVar(&c.Concurrency, "concurrency", 16, "connect-churn: concurrent connect/disconnect loops (per process)")
@@ -354,6 +356,8 @@ func (c *Config) finish() error {
 		return fmt.Errorf("-concurrency %d: want 1..4096", c.Concurrency)
 	case c.Count < 0:
 		return fmt.Errorf("-count %d: must not be negative", c.Count)
+	case c.RoomSize < 0 || c.RoomSize > 100000:
+		return fmt.Errorf("-room %d: want 0..100000", c.RoomSize)
 	case c.Broadcasts < 1 || c.Broadcasts > 10000:
 		return fmt.Errorf("-broadcasts %d: want 1..10000", c.Broadcasts)
 	case c.Group == "" || len(c.Group) > 128:

@@ -549,6 +549,9 @@ func (r *runner) cluster() (*report, bool, error) {
 	complete2 := r.waitDeliveries(us.sent, us.end)
 	after, ok3 := r.sample()
 	r.prog.phase(nil)
+	if r.cfg.RoomSize > 0 {
+		r.roomPhase(rep, ready.ids)
+	}
 	res2, stopErr := r.stopAll()
 
 	var all ShardResult
