@@ -36,14 +36,9 @@ func (c *Client) readLoop() {
 	case errors.Is(err, wsframe.ErrProtocol):
 		c.refused(r, define.DisconnectProtocol)
 	case errors.As(err, &ne) && ne.Timeout():
-		// Without the client's close frame a session is kept, suspended.
-		if !c.suspend() {
-			c.close(define.DisconnectHeartbeat)
-		}
+		c.close(define.DisconnectHeartbeat)
 	default:
-		if !c.suspend() {
-			c.close(define.DisconnectConnLost)
-		}
+		c.close(define.DisconnectConnLost)
 	}
 	c.done()
 }
@@ -89,13 +84,13 @@ func (c *Client) closeReceived(payload []byte) error {
 	return errClosed
 }
 
-// maxDiscard bounds what the server reads of a refused frame before it
-// answers (a frame announcing more is answered at once).
+// maxDiscard bounds what the server reads of a refused message before it
+// answers (a message announcing more is answered at once).
 const maxDiscard = 16 << 20
 
 // refused closes the connection for a frame the server refused, without
-// the close ever turning into a reset. The rest of the refused frame, which
-// the client may still be sending, is read first (bounded by maxDiscard and
+// the close ever turning into a reset. The rest of the refused message,
+// which the client may still be sending, is read first (bounded by maxDiscard and
 // closeGrace): a proxy (nginx) tears down both sides as soon as the server
 // ends its side, and resets the client's side if client bytes are still
 // unread there, so the client would see 1006 instead of the close code.
@@ -104,7 +99,7 @@ const maxDiscard = 16 << 20
 // unread bytes either (the kernel would answer those with a reset).
 func (c *Client) refused(r *wsframe.Reader, d define.Disconnect) {
 	_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
-	discardErr := r.DiscardFrame(maxDiscard)
+	discardErr := r.DiscardMessage(maxDiscard)
 	c.close(d)
 	var ne net.Error
 	if errors.As(discardErr, &ne) && ne.Timeout() {

@@ -128,6 +128,8 @@ type Reader struct {
 	// full; they let Drain resynchronise after an error.
 	hdrRead uint8
 	hdrDone bool
+	// lost: a header Drain cannot follow (a length of 2^63 or more).
+	lost bool
 	keyPos  uint8
 	msgOp   byte // OpText or OpBinary of the message in progress
 	// inMessage: a data frame without FIN was read.
@@ -363,6 +365,55 @@ func (r *Reader) endText() error {
 	return nil
 }
 
+// ErrFrameTooLong is DiscardMessage's answer to a message longer than its
+// cap.
+var ErrFrameTooLong = errors.New("websocket: message longer than the discard cap")
+
+// DiscardMessage reads and discards the rest of the message a verdict
+// stopped in, when it can be followed: the rest of the refused frame and,
+// when that was a data frame that did not end its message, the message's
+// further frames up to its last (control frames between them included; a
+// close frame from the peer ends it too). At most max payload bytes are
+// read; a longer message returns ErrFrameTooLong. Reading what the client
+// already sent before answering keeps the answer from overtaking it: a
+// proxy that sees the server end the connection while client bytes are
+// still in flight resets the client's side, and the client never sees the
+// close frame.
+func (r *Reader) DiscardMessage(max int64) error {
+	if r.hdrRead < 2 {
+		return nil
+	}
+	for i := 0; i < 1<<20; i++ {
+		if err := r.finishHeader(); err != nil {
+			return err
+		}
+		if r.lost || r.remaining > max {
+			return ErrFrameTooLong
+		}
+		max -= r.remaining
+		if err := r.skip(r.remaining); err != nil {
+			return err
+		}
+		b0 := r.hdr[0]
+		op := b0 & 0x0F
+		switch {
+		case op == OpClose:
+			return nil // the peer is closing
+		case op&0x8 != 0:
+			if i == 0 {
+				return nil // a refused control frame is all there is
+			}
+		case b0&FinBit != 0 || (i > 0 && op != OpContinuation):
+			return nil // the message ended
+		}
+		r.hdrRead, r.hdrDone = 0, false
+		if err := r.fill(0, 2); err != nil {
+			return err
+		}
+	}
+	return ErrFrameTooLong
+}
+
 // Drain reads on after an error or after the server's close frame, until the
 // peer's close frame (nil), EOF or a read error (returned; a deadline on
 // the source bounds it). Frames are skipped whole without being checked, so
@@ -375,6 +426,9 @@ func (r *Reader) Drain() error {
 	if r.hdrRead >= 2 {
 		if err := r.finishHeader(); err != nil {
 			return err
+		}
+		if r.lost {
+			return r.discardAll()
 		}
 		if err := r.skip(r.remaining); err != nil {
 			return err
@@ -391,6 +445,9 @@ func (r *Reader) Drain() error {
 		if err := r.finishHeader(); err != nil {
 			return err
 		}
+		if r.lost {
+			return r.discardAll()
+		}
 		if err := r.skip(r.remaining); err != nil {
 			return err
 		}
@@ -402,7 +459,7 @@ func (r *Reader) Drain() error {
 
 // finishHeader reads the rest of a header whose first two bytes are in and
 // sets remaining to its payload length; a length that cannot be followed
-// (2^63 and up) discards everything to EOF instead.
+// (2^63 and up) sets lost instead.
 func (r *Reader) finishHeader() error {
 	if r.hdrDone {
 		// next() parsed it: remaining is set (a data frame over the limit),
@@ -431,17 +488,23 @@ func (r *Reader) finishHeader() error {
 	case 8:
 		u := binary.BigEndian.Uint64(r.hdr[2:10])
 		if u>>63 != 0 {
-			_, err := io.Copy(io.Discard, r.src)
-			if err == nil {
-				err = io.EOF
-			}
-			return err
+			r.lost = true
+			return nil
 		}
 		n = int64(u)
 	}
 	r.remaining = n
 	r.hdrDone = true
 	return nil
+}
+
+// discardAll reads to the end of the stream (or the source's deadline).
+func (r *Reader) discardAll() error {
+	_, err := io.Copy(io.Discard, r.src)
+	if err == nil {
+		err = io.EOF
+	}
+	return err
 }
 
 // fill reads hdr[from:to].

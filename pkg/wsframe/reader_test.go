@@ -258,6 +258,44 @@ func TestDrain(t *testing.T) {
 	if err := r.Drain(); err != nil || src.Len() != 1 {
 		t.Fatalf("drain: %v, %d left", err, src.Len())
 	}
+	// DiscardMessage reads exactly the rest of the refused message.
+	next := cf(0x81, "next")
+	for _, c := range []struct {
+		name string
+		in   []byte
+	}{
+		{"one frame", cf(0x82, strings.Repeat("b", 70000))},
+		{"fragments", cat(cf(0x02, strings.Repeat("b", 90)), cf(0x00, strings.Repeat("b", 90)), cf(0x89, "ping"),
+			cf(0x00, strings.Repeat("b", 9000)), cf(0x80, "end"))},
+		{"refused control frame", cf(0x09, "fragmented ping")},
+		{"refused first fragment", cat(cf(0x22, "rsv2"), cf(0x80, "rest"))},
+	} {
+		src = bytes.NewReader(cat(c.in, next))
+		r = NewReader(src)
+		r.Limit = 100
+		if _, err := readAll(r, true); CloseCodeOf(err) == 0 {
+			t.Fatalf("%s: no verdict: %v", c.name, err)
+		}
+		if err := r.DiscardMessage(1 << 20); err != nil || src.Len() != len(next) {
+			t.Fatalf("%s: discard: %v, %d left, want %d", c.name, err, src.Len(), len(next))
+		}
+	}
+	for _, c := range []struct {
+		name string
+		in   []byte
+	}{
+		{"longer than the cap", cf(0x82, strings.Repeat("b", 70000))},
+		{"2^63 length", []byte{0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5}},
+	} {
+		src = bytes.NewReader(c.in)
+		r = NewReader(src)
+		r.Limit = 100
+		_, _ = r.Next()
+		left := src.Len()
+		if err := r.DiscardMessage(1000); err != ErrFrameTooLong || src.Len() < left-4 {
+			t.Fatalf("%s: discard %v, read %d bytes", c.name, err, left-src.Len())
+		}
+	}
 	// Without a close, Drain reads to the end.
 	r = NewReader(bytes.NewReader(cf(0x83, "")))
 	_, _ = r.Next()
