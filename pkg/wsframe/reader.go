@@ -129,9 +129,9 @@ type Reader struct {
 	hdrRead uint8
 	hdrDone bool
 	// lost: a header Drain cannot follow (a length of 2^63 or more).
-	lost bool
-	keyPos  uint8
-	msgOp   byte // OpText or OpBinary of the message in progress
+	lost   bool
+	keyPos uint8
+	msgOp  byte // OpText or OpBinary of the message in progress
 	// inMessage: a data frame without FIN was read.
 	inMessage bool
 	// skipped marks a text message of which some payload was skipped (it
