@@ -219,7 +219,7 @@ func TestLegacyAppINI(t *testing.T) {
 	if err := os.WriteFile(p, []byte("[common]\nHttpPort = 7811\nLogLevel = debug\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "common.loglevel: unknown key") {
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "common.loglevel: unknown key") || !strings.Contains(err.Error(), "MIGRATING.md") {
 		t.Errorf("unknown old key: %v", err)
 	}
 	// Cluster = true needs the new cluster.secret: the message names it.

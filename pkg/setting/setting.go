@@ -154,6 +154,9 @@ func Load(path string) (*Config, error) {
 		for section, keys := range file {
 			for k := range keys.(map[string]any) {
 				if _, ok := byLower[section+"."+k]; !ok {
+					if section == "common" || section == "etcd" {
+						return nil, fmt.Errorf("config key %s.%s: unknown key (check its spelling; of woodylan/go-websocket's conf/app.ini only [common] HttpPort, RPCPort, Cluster, CryptoKey and [etcd] Endpoints are read: docs/MIGRATING.md)", section, k)
+					}
 					return nil, fmt.Errorf("config key %s.%s: unknown key (check its spelling)", section, k)
 				}
 			}
