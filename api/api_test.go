@@ -74,6 +74,7 @@ func (r *recorder) OnlineList(_ context.Context, s, g string) (*define.OnlineLis
 	return &define.OnlineList{List: []string{}}, nil
 }
 func (r *recorder) IsOnline(_ context.Context, s, id string) (bool, error) { return r.online, nil }
+func (r *recorder) Cork(ctx context.Context) (context.Context, func())     { return ctx, func() {} }
 func (r *recorder) CloseClient(_ context.Context, s, id string) error      { return nil }
 
 func engine(svc Service) *gin.Engine {

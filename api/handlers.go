@@ -27,6 +27,9 @@ type Service interface {
 	OnlineList(ctx context.Context, systemID, group string) (*define.OnlineList, error)
 	IsOnline(ctx context.Context, systemID, clientID string) (bool, error)
 	CloseClient(ctx context.Context, systemID, clientID string) error
+	// Cork returns a context under which sends are queued and written
+	// together when flush is called (batch).
+	Cork(ctx context.Context) (corked context.Context, flush func())
 }
 
 // Handlers serves the HTTP API.
@@ -52,6 +55,8 @@ func New(svc Service, log *zap.Logger) *Handlers {
 		"send_to_group":     h.sendToGroup,
 		"send_to_system":    h.sendToSystem,
 		"close_client":      h.closeClient,
+		"send_to_user":      h.sendToUser,
+		"bind_to_user":      h.bindToUser,
 	}
 	return h
 }
@@ -80,6 +85,10 @@ func (h *Handlers) Endpoints() []Endpoint {
 		{"is_online", h.serve(h.isOnline, false), true},
 		{"close_client", h.serve(h.closeClient, false), true},
 		{"batch", h.serve(h.batch, false), true},
+		{"bind_to_user", h.serve(h.bindToUser, false), true},
+		{"send_to_user", h.serve(h.sendToUser, false), true},
+		{"get_user_clients", h.serve(h.getUserClients, false), true},
+		{"is_user_online", h.serve(h.isUserOnline, false), true},
 	}
 }
 
@@ -173,6 +182,7 @@ func (h *Handlers) getSystem(ctx context.Context, sys string, body []byte) (any,
 type sendReq struct {
 	ClientID string `json:"clientId"`
 	define.Message
+	ackFields
 }
 
 func (h *Handlers) sendToClient(ctx context.Context, sys string, body []byte) (any, error) {
@@ -180,8 +190,20 @@ func (h *Handlers) sendToClient(ctx context.Context, sys string, body []byte) (a
 	if err := decodeBytes(body, &req, false); err != nil {
 		return nil, err
 	}
+	return h.sendToClientReq(ctx, sys, &req)
+}
+
+// sendToClientReq validates a decoded send_to_client and runs it.
+func (h *Handlers) sendToClientReq(ctx context.Context, sys string, req *sendReq) (any, error) {
 	if err := firstErr(required("clientId", req.ClientID), message(&req.Message)); err != nil {
 		return nil, err
+	}
+	ack, err := req.request()
+	if err != nil {
+		return nil, err
+	}
+	if ack != nil {
+		return h.sendToClientAck(ctx, sys, req, ack)
 	}
 	id, err := h.svc.SendToClient(ctx, sys, req.ClientID, &req.Message)
 	if err != nil {

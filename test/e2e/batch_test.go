@@ -1,0 +1,160 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+type batchResults struct {
+	Results []struct {
+		Code int             `json:"code"`
+		Msg  string          `json:"msg"`
+		Data json.RawMessage `json:"data"`
+	} `json:"results"`
+}
+
+// batch runs ops and returns the results (one per op).
+func (n *node) batch(t testing.TB, systemID string, ops []map[string]any) batchResults {
+	t.Helper()
+	data := n.ok(t, "batch", systemID, map[string]any{"ops": ops})
+	var r batchResults
+	mustUnmarshal(t, data, &r)
+	if len(r.Results) != len(ops) {
+		t.Fatalf("batch of %d ops answered %d results", len(ops), len(r.Results))
+	}
+	return r
+}
+
+// batch runs its ops in order, one result per op, and a failing op does not
+// stop the rest; more than 1,000 ops or an unknown op runs nothing.
+func TestBatch(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil)
+	n.register(t, "bat")
+	a, b := n.dial(t, "bat"), n.dial(t, "bat")
+	res := n.batch(t, "bat", []map[string]any{
+		{"op": "bind_to_group", "clientId": a.id, "groupName": "g"},
+		{"op": "send_to_client", "clientId": a.id, "data": 1},
+		{"op": "send_to_client", "clientId": "nosuchclient", "data": 2},
+		{"op": "send_to_clients", "clientIds": []string{a.id, b.id}, "data": 3},
+		{"op": "send_to_group", "groupName": "g", "data": 4},
+		{"op": "send_to_user", "userId": "u", "data": 5},
+		{"op": "unbind_from_group", "clientId": a.id, "groupName": "g"},
+		{"op": "send_to_system", "data": 6},
+		{"op": "close_client", "clientId": b.id},
+		{"op": "send_to_client", "clientId": b.id, "data": 7},
+	})
+	codes := []string{}
+	for _, r := range res.Results {
+		codes = append(codes, strconv.Itoa(r.Code))
+	}
+	// send_to_user: 10001 while this node has no users.
+	if got := strings.Join(codes, " "); got != "0 0 10006 0 0 10001 0 0 0 10006" {
+		t.Fatalf("codes %s: %+v", got, res.Results)
+	}
+	var sent struct {
+		MessageID string `json:"messageId"`
+	}
+	mustUnmarshal(t, res.Results[1].Data, &sent)
+	checkMessageID(t, sent.MessageID)
+	// a: join event, 1, 3, 4, leave is not sent to itself, 6; in this order.
+	var got []string
+	for range 5 {
+		f := a.expectPush(t, 5*time.Second)
+		got = append(got, fmt.Sprintf("%d:%s", f.Code, f.Data))
+	}
+	if s := strings.Join(got, " "); !strings.HasPrefix(s, "1001:") || !strings.HasSuffix(s, " 0:1 0:3 0:4 0:6") {
+		t.Fatalf("client a received %s", s)
+	}
+	b.expectClose(t, 1000, 5*time.Second)
+
+	many := make([]map[string]any, 1001)
+	for i := range many {
+		many[i] = map[string]any{"op": "send_to_client", "clientId": a.id, "data": i}
+	}
+	n.fail(t, "batch", "bat", map[string]any{"ops": many}, 10001)
+	n.fail(t, "batch", "bat", map[string]any{"ops": []map[string]any{
+		{"op": "send_to_client", "clientId": a.id, "data": "never"}, {"op": "nope"}}}, 10001)
+	a.expectNoFrame(t, 300*time.Millisecond)
+	// The legacy path serves it too.
+	r := n.postAt(t, legacyPrefix, "batch", "bat", map[string]any{"ops": []map[string]any{{"op": "send_to_client", "clientId": a.id, "data": "legacy"}}})
+	if r.Code != 0 {
+		t.Fatalf("legacy batch: %s", r)
+	}
+}
+
+// cpuTicks reads the user+system CPU time of a process, in clock ticks.
+func cpuTicks(t testing.TB, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + k
+}
+
+// The node's CPU per message sent through batch: batches of 1,000
+// send_to_client ops spread over 100 clients.
+func TestBatchCPUPerMessage(t *testing.T) {
+	n := startNode(t, map[string]string{"GOWS_LOG_LEVEL": "error"})
+	n.register(t, "batcpu")
+	const clients, perBatch, batches = 100, 1000, 200
+	cs := make([]*wsClient, clients)
+	for i := range cs {
+		cs[i] = n.dial(t, "batcpu")
+	}
+	body := func(round int) []byte {
+		var sb strings.Builder
+		sb.WriteString(`{"ops":[`)
+		for i := range perBatch {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			fmt.Fprintf(&sb, `{"op":"send_to_client","clientId":%q,"data":{"n":%d,"r":%d}}`, cs[i%clients].id, i, round)
+		}
+		sb.WriteString(`]}`)
+		return []byte(sb.String())
+	}
+	bodies := make([][]byte, batches)
+	for i := range bodies {
+		bodies[i] = body(i)
+	}
+	n.post(t, "batch", "batcpu", bodies[0]) // warm up
+	drain := func(want int) {
+		for _, c := range cs {
+			for range want {
+				if _, err := c.next(10 * time.Second); err != nil {
+					t.Fatalf("client %s: %v", c.id, err)
+				}
+			}
+		}
+	}
+	drain(perBatch / clients)
+	pid := n.cmd.Process.Pid
+	before := cpuTicks(t, pid)
+	start := time.Now()
+	for _, b := range bodies {
+		if r := n.post(t, "batch", "batcpu", b); r.Code != 0 {
+			t.Fatalf("batch: %s", r)
+		}
+	}
+	drain(batches * perBatch / clients)
+	wall := time.Since(start)
+	ticks := cpuTicks(t, pid) - before
+	msgs := batches * perBatch
+	us := float64(ticks) * 1e6 / 100 / float64(msgs) // USER_HZ is 100 on Linux
+	t.Logf("batch: %d messages (%d batches of %d send_to_client ops, %d clients) in %v: node CPU %.2f µs per message, %.0f messages/s",
+		msgs, batches, perBatch, clients, wall.Round(time.Millisecond), us, float64(msgs)/wall.Seconds())
+	if us > 25 {
+		t.Errorf("node CPU per message through batch is %.2f µs (goal 5)", us)
+	}
+}
