@@ -46,3 +46,19 @@ type OnlineList struct {
 	List        []string `json:"list"`
 	Unreachable []string `json:"unreachable,omitempty"`
 }
+
+// UserSendResult answers send_to_user. Acked is present only when an ack
+// was requested.
+type UserSendResult struct {
+	MessageID   string   `json:"messageId"`
+	Recipients  int      `json:"recipients"`
+	Acked       *bool    `json:"acked,omitempty"`
+	Unreachable []string `json:"unreachable,omitempty"`
+}
+
+// AckedSend answers send_to_client with "ack": true.
+type AckedSend struct {
+	MessageID  string `json:"messageId"`
+	Recipients int    `json:"recipients"`
+	Acked      bool   `json:"acked"`
+}

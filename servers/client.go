@@ -27,6 +27,10 @@ type Client struct {
 	// finish closes the socket, so neither races the other's final use of it.
 	parties atomic.Int32
 
+	// boundUser is the user bind_to_user gave a client whose connect
+	// token named none (written under the system's lock).
+	boundUser atomic.Pointer[string]
+
 	// Guarded by the system's lock in the hub.
 	groups  map[string]*member
 	removed bool

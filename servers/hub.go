@@ -41,6 +41,8 @@ type hubNode interface {
 	// presenceChanged is told of every connect, bind, unbind and disconnect
 	// (the cluster's presence index).
 	presenceChanged(c *Client)
+	// clientText handles a text frame a client sent (acks).
+	clientText(c *Client, payload []byte)
 	// webhook is told of every connect, disconnect, join and leave while
 	// system.mu is held, so events leave in the order membership changed; it
 	// only queues (leaf locks of its own), never blocks.
@@ -141,6 +143,7 @@ func (h *Hub) add(c *Client) error {
 		return errLimit("connection limit of this node reached")
 	}
 	s.clients[c] = struct{}{}
+	s.indexUser(c, c.UserID)
 	h.node.webhook(hookConnect, c, "", nil, "")
 	s.mu.Unlock()
 	sh := h.shard(c.ID)
@@ -181,6 +184,7 @@ func (h *Hub) remove(c *Client, reason string) {
 	}
 	c.removed = true
 	delete(s.clients, c)
+	s.unindexUser(c, c.userID())
 	// A node declared gone closes its clients silently: its peers have
 	// announced them already.
 	events := h.node.eventsOn(c.SystemID) && reason != define.ReasonNodeLost

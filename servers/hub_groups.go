@@ -17,6 +17,7 @@ type system struct {
 	mu      sync.RWMutex
 	clients map[*Client]struct{}
 	groups  map[string]map[*Client]*member
+	users   map[string]map[*Client]struct{} // users.go
 }
 
 func (h *Hub) system(id string, create bool) *system {

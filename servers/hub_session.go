@@ -13,6 +13,13 @@ func (h *Hub) replace(old, c *Client) {
 	s.mu.Lock()
 	delete(s.clients, old)
 	s.clients[c] = struct{}{}
+	if uid := old.userID(); uid != "" {
+		s.unindexUser(old, uid)
+		if c.UserID == "" {
+			c.boundUser.Store(&uid)
+		}
+		s.indexUser(c, uid)
+	}
 	for g, m := range old.groups {
 		members := s.groups[g]
 		delete(members, old)

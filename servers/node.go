@@ -57,6 +57,7 @@ const (
 	OpUnbind   = "unbind"
 	OpClose    = "close"
 	OpIsOnline = "is_online"
+	OpBindUser = "bind_user"
 )
 
 // UnicastOp is a unicast carried to the owning node.
@@ -70,22 +71,31 @@ type UnicastOp struct {
 	Extend    string
 	MessageID string
 	Msg       define.Message
+	// Ack: the frame asks the client for an ack; the owning node waits
+	// for it at most AckWait and answers Acked.
+	Ack     bool
+	AckWait time.Duration
 }
 
-// UnicastReply answers a UnicastOp. Code is 0 or a define error code.
+// UnicastReply answers a UnicastOp. Code is 0 or a define error code; Msg
+// explains a 10001.
 type UnicastReply struct {
 	Code      int
 	Online    bool
 	Delivered int
 	Offline   []string
+	Acked     bool
+	Msg       string
 }
 
 // Broadcast operation kinds.
 const (
-	OpGroup  = "group"
-	OpSystem = "system"
-	OpList   = "list"
-	OpStats  = "stats"
+	OpGroup    = "group"
+	OpSystem   = "system"
+	OpList     = "list"
+	OpStats    = "stats"
+	OpUser     = "user"
+	OpUserList = "user_list"
 )
 
 // BroadcastOp is a fan-out run on every node.
@@ -93,8 +103,14 @@ type BroadcastOp struct {
 	Kind      string
 	SystemID  string
 	Group     string
+	UserID    string // OpUser, OpUserList
 	MessageID string
 	Msg       define.Message
+	// Ack (OpUser): the frame asks for an ack; a node other than From
+	// waits for one at most AckWait and answers Acked.
+	Ack     bool
+	AckWait time.Duration
+	From    string
 }
 
 // BroadcastReply is one node's answer to a BroadcastOp.
@@ -102,6 +118,7 @@ type BroadcastReply struct {
 	Recipients int
 	IDs        []string
 	Stats      *Stats
+	Acked      bool
 }
 
 // Node owns this process's clients and knows, through Remote, the others.
@@ -124,6 +141,8 @@ type Node struct {
 	httpAddr  string
 	eventsOff map[string]bool
 	rpcErrors atomic.Uint64
+	// acks are the messages of this node waiting for a client's ack.
+	acks ackWaits
 }
 
 // NewNode builds a node and starts its hub.
@@ -222,6 +241,9 @@ func replyErr(r *UnicastReply, err error) error {
 		return nil
 	case define.CodeClientOffline:
 		return define.ErrClientOffline
+	}
+	if r.Msg != "" {
+		return &define.Error{Code: r.Code, Msg: r.Msg}
 	}
 	return &define.Error{Code: r.Code, Msg: "operation failed on the owning node"}
 }
@@ -363,11 +385,22 @@ func (n *Node) LocalUnicast(op *UnicastOp) *UnicastReply {
 	}
 	switch op.Kind {
 	case OpSend:
+		if op.Ack {
+			return n.localAckedSend(c, op)
+		}
 		if !c.enqueue(messageFrame(op.MessageID, &op.Msg)) {
 			n.hub.countDropped(1)
 			return &UnicastReply{Code: define.CodeClientOffline}
 		}
 		n.hub.countPushed(1)
+	case OpBindUser:
+		ok, err := n.hub.bindUser(c, op.UserID)
+		switch {
+		case !ok:
+			return &UnicastReply{Code: define.CodeClientOffline}
+		case err != nil:
+			return &UnicastReply{Code: define.CodeInvalidRequest, Msg: err.Error()}
+		}
 	case OpBind:
 		if _, ok := n.hub.bind(c, op.Group, op.UserID, op.Extend); !ok {
 			return &UnicastReply{Code: define.CodeClientOffline}
@@ -399,6 +432,10 @@ func (n *Node) LocalBroadcast(op *BroadcastOp) *BroadcastReply {
 		return &BroadcastReply{IDs: n.hub.onlineIDs(op.SystemID, op.Group)}
 	case OpStats:
 		return &BroadcastReply{Stats: n.LocalStats()}
+	case OpUser:
+		return n.localUserSend(op)
+	case OpUserList:
+		return n.localUserList(op)
 	}
 	return &BroadcastReply{}
 }

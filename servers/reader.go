@@ -36,9 +36,14 @@ func (c *Client) readLoop() {
 	case errors.Is(err, wsframe.ErrProtocol):
 		c.refused(r, define.DisconnectProtocol)
 	case errors.As(err, &ne) && ne.Timeout():
-		c.close(define.DisconnectHeartbeat)
+		// Without the client's close frame a session is kept, suspended.
+		if !c.suspend() {
+			c.close(define.DisconnectHeartbeat)
+		}
 	default:
-		c.close(define.DisconnectConnLost)
+		if !c.suspend() {
+			c.close(define.DisconnectConnLost)
+		}
 	}
 	c.done()
 }
@@ -52,10 +57,19 @@ func (c *Client) readFrames(r *wsframe.Reader) error {
 				return err
 			}
 		}
-		// Data frames are skipped by the next call: nothing reads them yet.
+		// Data frames the loop does not read are skipped by the next call.
 		f, err := r.Next()
 		if err != nil {
 			return err
+		}
+		if f.Op == wsframe.OpText && f.Fin && f.Len > 0 {
+			// A whole text message (acks): read it, within the read limit.
+			p, err := r.ReadPayload(make([]byte, 0, f.Len))
+			if err != nil {
+				return err
+			}
+			c.hub.node.clientText(c, p)
+			continue
 		}
 		switch f.Op {
 		case wsframe.OpPing:
