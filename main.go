@@ -170,7 +170,8 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 		connect.Authenticate = servers.TokenAuthenticator([]byte(cfg.Security.ConnectSecret))
 	}
 	hooks := webhook.New(webhook.Config{Timeout: cfg.Webhook.Timeout, QueueSize: cfg.Webhook.QueueSize,
-		AllowHosts: cfg.Webhook.AllowHosts}, systems.Settings, m.Registry, log.Named("webhook"))
+		AllowHosts: cfg.Webhook.AllowHosts, UpstreamRate: cfg.Webhook.UpstreamRate, UpstreamBurst: cfg.Webhook.UpstreamBurst},
+		systems.Settings, m.Registry, log.Named("webhook"))
 	node := servers.NewNode(servers.Options{
 		Hub: servers.HubConfig{
 			PingInterval: ws.PingInterval, PongWait: ws.PongWait, WriteTimeout: ws.WriteTimeout,

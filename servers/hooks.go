@@ -35,6 +35,7 @@ var webhookReasons = map[string]string{
 	define.ReasonWriteTimeout:  webhook.ReasonSlowConsumer,
 	define.ReasonKicked:        webhook.ReasonCloseClient,
 	define.ReasonShutdown:      webhook.ReasonShutdown,
+	reasonUpstreamRate:         webhook.ReasonClientClose,
 }
 
 // webhook implements hubNode: it queues the event for the system's webhook.
@@ -42,6 +43,9 @@ func (n *Node) webhook(kind hookKind, c *Client, group string, m *member, reason
 	d := n.opts.Webhooks
 	if d == nil {
 		return
+	}
+	if kind == hookDisconnect {
+		d.Forget(c.ID)
 	}
 	ev := webhook.Event{SystemID: c.SystemID, ClientID: c.ID, UserID: c.UserID}
 	if reason != "" {

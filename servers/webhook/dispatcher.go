@@ -9,7 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	mrand "math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/go-websocket/go-websocket/servers/store"
 )
@@ -35,6 +36,10 @@ type Config struct {
 	// SettingsTTL: how long a system's settings read from the store are
 	// used before they are read again (1 s).
 	SettingsTTL time.Duration
+	// UpstreamRate and UpstreamBurst bound the upstream messages of one
+	// client (per second; 0: no limit). They are enforced by the node.
+	UpstreamRate  float64
+	UpstreamBurst int
 }
 
 func (c *Config) defaults() {
@@ -81,6 +86,9 @@ type Dispatcher struct {
 	wg      sync.WaitGroup
 	stop    chan struct{}
 
+	upMu     sync.Mutex
+	upstream map[string]*rate.Limiter // clientId: its upstream message bucket
+
 	posted  *prometheus.CounterVec
 	retried *prometheus.CounterVec
 	dropped *prometheus.CounterVec
@@ -105,6 +113,7 @@ func New(cfg Config, settings SettingsFunc, reg prometheus.Registerer, log *zap.
 		},
 		idPrefix: hex.EncodeToString(raw[:]),
 		systems:  map[string]*queue{},
+		upstream: map[string]*rate.Limiter{},
 		stop:     make(chan struct{}),
 		posted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gows_webhook_posted_total", Help: "Webhook events posted and acknowledged with a 2xx, per system.",
@@ -233,6 +242,30 @@ func (d *Dispatcher) Publish(ev Event) {
 		default:
 		}
 	}
+}
+
+// AllowUpstream takes a token from the upstream message bucket of a client
+// (UpstreamRate per second, UpstreamBurst); false means the client is over
+// the limit.
+func (d *Dispatcher) AllowUpstream(clientID string) bool {
+	if d.cfg.UpstreamRate <= 0 {
+		return true
+	}
+	d.upMu.Lock()
+	defer d.upMu.Unlock()
+	l := d.upstream[clientID]
+	if l == nil {
+		l = rate.NewLimiter(rate.Limit(d.cfg.UpstreamRate), max(d.cfg.UpstreamBurst, 1))
+		d.upstream[clientID] = l
+	}
+	return l.Allow()
+}
+
+// Forget drops what the dispatcher keeps of a client that disconnected.
+func (d *Dispatcher) Forget(clientID string) {
+	d.upMu.Lock()
+	delete(d.upstream, clientID)
+	d.upMu.Unlock()
 }
 
 // Refresh makes the next delivery of systemID read its settings again
@@ -425,7 +458,7 @@ func (d *Dispatcher) deliver(q *queue, set store.Settings, batch []Event) {
 		}
 		// Full jitter over the upper half: many nodes retrying one
 		// receiver do not arrive together.
-		wait := backoff/2 + rand.N(backoff/2+1)
+		wait := backoff/2 + mrand.N(backoff/2+1)
 		wait = min(wait, d.cfg.RetryFor-time.Since(start))
 		backoff = min(2*backoff, d.cfg.MaxBackoff)
 		t := time.NewTimer(max(wait, 0))
