@@ -121,11 +121,14 @@ func parseAck(p []byte) (id []byte, ok bool) {
 	return id, true
 }
 
-// clientText handles a text frame a client sent: an ack, or nothing.
+// clientText handles a text frame a client sent: an ack, an upstream
+// message, or nothing.
 func (n *Node) clientText(c *Client, p []byte) {
 	if id, ok := parseAck(p); ok {
 		n.acks.acked(c.SystemID, string(id))
+		return
 	}
+	n.upstream(c, p)
 }
 
 // SendToClientAck pushes a message that asks the client for an ack and

@@ -43,7 +43,8 @@ func TestBatch(t *testing.T) {
 		{"op": "send_to_client", "clientId": "nosuchclient", "data": 2},
 		{"op": "send_to_clients", "clientIds": []string{a.id, b.id}, "data": 3},
 		{"op": "send_to_group", "groupName": "g", "data": 4},
-		{"op": "send_to_user", "userId": "u", "data": 5},
+		{"op": "bind_to_user", "clientId": a.id, "userId": "ua"},
+		{"op": "send_to_user", "userId": "ua", "data": 5},
 		{"op": "unbind_from_group", "clientId": a.id, "groupName": "g"},
 		{"op": "send_to_system", "data": 6},
 		{"op": "close_client", "clientId": b.id},
@@ -53,8 +54,7 @@ func TestBatch(t *testing.T) {
 	for _, r := range res.Results {
 		codes = append(codes, strconv.Itoa(r.Code))
 	}
-	// send_to_user: 10001 while this node has no users.
-	if got := strings.Join(codes, " "); got != "0 0 10006 0 0 10001 0 0 0 10006" {
+	if got := strings.Join(codes, " "); got != "0 0 10006 0 0 0 0 0 0 0 10006" {
 		t.Fatalf("codes %s: %+v", got, res.Results)
 	}
 	var sent struct {
@@ -62,13 +62,14 @@ func TestBatch(t *testing.T) {
 	}
 	mustUnmarshal(t, res.Results[1].Data, &sent)
 	checkMessageID(t, sent.MessageID)
-	// a: join event, 1, 3, 4, leave is not sent to itself, 6; in this order.
+	// a: join event, 1, 3, 4, 5, (a leave is not sent to the client that
+	// left) 6; in this order.
 	var got []string
-	for range 5 {
+	for range 6 {
 		f := a.expectPush(t, 5*time.Second)
 		got = append(got, fmt.Sprintf("%d:%s", f.Code, f.Data))
 	}
-	if s := strings.Join(got, " "); !strings.HasPrefix(s, "1001:") || !strings.HasSuffix(s, " 0:1 0:3 0:4 0:6") {
+	if s := strings.Join(got, " "); !strings.HasPrefix(s, "1001:") || !strings.HasSuffix(s, " 0:1 0:3 0:4 0:5 0:6") {
 		t.Fatalf("client a received %s", s)
 	}
 	b.expectClose(t, 1000, 5*time.Second)

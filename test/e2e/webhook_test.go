@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // hookEvent is one webhook event as a receiver sees it.
@@ -481,5 +483,56 @@ func TestWebhookHangingReceiverDoesNotDelayGroupSend(t *testing.T) {
 	t.Logf("send_to_group to 50 members, slowest delivery of 5 rounds: %v with a hanging webhook receiver, %v without webhooks", with, without)
 	if with > 500*time.Millisecond {
 		t.Fatalf("a hanging webhook receiver delayed a group send: %v", with)
+	}
+}
+
+// Upstream messages become message events (in order, data as sent) when
+// subscribed; a client above the upstream rate is closed with 1008.
+func TestWebhookUpstreamMessages(t *testing.T) {
+	t.Parallel()
+	r := newReceiver(t)
+	n := startNode(t, map[string]string{"GOWS_WEBHOOK_UPSTREAMRATE": "5", "GOWS_WEBHOOK_UPSTREAMBURST": "10"})
+	n.registerHook(t, "whu", r, "message")
+	c := n.dial(t, "whu")
+	n.bind(t, "whu", c.id, "g", "alice", "")
+	for i := range 5 {
+		if err := c.conn.WriteMessage(websocket.TextMessage, []byte(fmt.Sprintf(`{"upstream":{"n":%d,"text":"héllo"}}`, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Not upstream messages: an ack for nothing, other JSON, plain text.
+	for _, s := range []string{`{"ack":"nothing"}`, `{"other":1}`, `hello`} {
+		if err := c.conn.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs := r.waitFor(t, 10*time.Second, "5 message events", func(evs []hookEvent) bool { return len(evs) >= 5 })
+	for i, ev := range evs {
+		want := fmt.Sprintf(`{"n":%d,"text":"héllo"}`, i)
+		if ev.Type != "message" || ev.ClientID != c.id || string(ev.Data) != want {
+			t.Errorf("event %d: %+v, want message with data %s", i, ev, want)
+		}
+	}
+	// A flood: the burst of 10 is spent at once, then the client is closed.
+	for i := range 30 {
+		if err := c.conn.WriteMessage(websocket.TextMessage, []byte(`{"upstream":"flood `+strconv.Itoa(i)+`"}`)); err != nil {
+			break
+		}
+	}
+	c.expectClose(t, 1008, 5*time.Second)
+	if got := len(r.snapshot()); got > 5+11 {
+		t.Errorf("%d message events: the flood passed the rate limit", got)
+	}
+	// Without a message subscription upstream frames are only read.
+	r2 := newReceiver(t)
+	n.registerHook(t, "whu2", r2, "connect")
+	c2 := n.dial(t, "whu2")
+	if err := c2.conn.WriteMessage(websocket.TextMessage, []byte(`{"upstream":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	c3 := n.dial(t, "whu2")
+	evs = r2.waitFor(t, 10*time.Second, "both connects", func(evs []hookEvent) bool { return len(evs) >= 2 })
+	if evs[0].ClientID != c2.id || evs[1].ClientID != c3.id || len(r2.snapshot()) != 2 {
+		t.Fatalf("events of a system without message subscription: %s", summarize(r2.snapshot()))
 	}
 }
