@@ -54,15 +54,15 @@ func (h *Handlers) batch(ctx context.Context, sys string, body []byte) (any, err
 	}
 	runs := make([]op, len(req.Ops))
 	names := make([]string, len(req.Ops))
-	// One decode per op gives its name and, for send_to_client (the op
-	// backends send by the thousand), every field it needs.
+	// One decode per op gives its name and, for send_to_client without an
+	// ack (the op backends send by the thousand), every field it needs.
 	fast := make([]*sendReq, len(req.Ops))
 	for i, raw := range req.Ops {
 		var f opFields
 		name := ""
 		if err := decodeBytes(raw, &f, false); err == nil {
 			name = f.Op
-			if name == "send_to_client" {
+			if name == "send_to_client" && !f.Ack && f.AckTimeout == "" {
 				fast[i] = &sendReq{ClientID: f.ClientID, Message: f.Message}
 			}
 		} else {
@@ -93,6 +93,9 @@ func (h *Handlers) batch(ctx context.Context, sys string, body []byte) (any, err
 		case fast[i] != nil:
 			data, err = h.sendToClientReq(ctx, sys, fast[i])
 		default:
+			// What is corked leaves first: an op that waits for a client
+			// (an ack) must find the earlier frames written.
+			flush()
 			data, err = run(ctx, sys, req.Ops[i])
 		}
 		res.Results[i] = h.result(ctx, data, err)
@@ -108,6 +111,7 @@ type opFields struct {
 	UserID    string `json:"userId"`
 	Extend    string `json:"extend"`
 	define.Message
+	ackFields
 }
 
 func known(name string) bool {

@@ -122,3 +122,17 @@ func TestSystemEndpoints(t *testing.T) {
 		t.Fatalf("register passed %q", rec.last)
 	}
 }
+
+func TestBatchAckOpsTakeTheFullPath(t *testing.T) {
+	e := engine(&recorder{})
+	// The recorder has no users: an acked send answers 10001 from the full
+	// send_to_client path, not the fast one.
+	status, _, raw := call(e, "batch", `{"ops":[{"op":"send_to_client","clientId":"a","ack":true},{"op":"send_to_client","clientId":"a","ackTimeout":"1s"},{"op":"send_to_client","clientId":"a"}]}`)
+	var a batchAnswer
+	if err := json.Unmarshal([]byte(raw), &a); err != nil || status != 200 {
+		t.Fatal(status, raw)
+	}
+	if a.Data.Results[0].Code != 10001 || a.Data.Results[1].Code != 10001 || a.Data.Results[2].Code != 0 {
+		t.Fatalf("results %s", raw)
+	}
+}

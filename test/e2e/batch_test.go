@@ -159,3 +159,51 @@ func TestBatchCPUPerMessage(t *testing.T) {
 		t.Errorf("node CPU per message through batch is %.2f µs (goal 5)", us)
 	}
 }
+
+// An acked send in a batch finds the frames corked before it written: the
+// client sees them and acks within the timeout.
+func TestBatchAckedSendAfterCorkedSends(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil)
+	n.register(t, "batack")
+	a := n.dial(t, "batack")
+	type result struct {
+		r   batchResults
+		dur time.Duration
+	}
+	done := make(chan result, 1)
+	go func() {
+		start := time.Now()
+		data, err := n.do("POST", mainPrefix+"batch", sysHeader("batack"), bodyBytes(map[string]any{"ops": []map[string]any{
+			{"op": "send_to_client", "clientId": a.id, "data": 1},
+			{"op": "send_to_client", "clientId": a.id, "data": 2, "ack": true, "ackTimeout": "5s"},
+		}}))
+		var r batchResults
+		if err == nil {
+			err = json.Unmarshal(data.Data, &r)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+		done <- result{r, time.Since(start)}
+	}()
+	first := a.expectPush(t, 5*time.Second)
+	raw, err := a.next(5 * time.Second)
+	if err != nil {
+		t.Fatalf("the acked frame: %v", err)
+	}
+	var acked struct {
+		MessageID string `json:"messageId"`
+		Ack       bool   `json:"ack"`
+	}
+	if err := json.Unmarshal(raw, &acked); err != nil || !acked.Ack || string(first.Data) != "1" {
+		t.Fatalf("frames %s then %s", first.Raw, raw)
+	}
+	if err := a.conn.WriteMessage(1, []byte(`{"ack":"`+acked.MessageID+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if len(res.r.Results) != 2 || !strings.Contains(string(res.r.Results[1].Data), `"acked":true`) || res.dur > 4*time.Second {
+		t.Fatalf("batch answered %+v after %v", res.r.Results, res.dur)
+	}
+}
