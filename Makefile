@@ -39,6 +39,9 @@ lint:
 	go vet ./...
 	test -x $(STATICCHECK) || go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	$(STATICCHECK) ./...
+	# The node builds for Windows and macOS too (raw socket writes are per OS).
+	GOOS=windows GOARCH=amd64 go build -o /dev/null .
+	GOOS=darwin GOARCH=arm64 go build -o /dev/null .
 
 # Unit tests: every package outside test/ (the black-box suites have their
 # own targets below).
