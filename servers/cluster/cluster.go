@@ -1,10 +1,19 @@
-// Package cluster is the only code that knows other nodes exist. It
-// registers this node in etcd under a lease it keeps alive (and takes again
-// by itself when it is lost), keeps a live table of the other nodes from a
-// prefix Get plus a Watch, serves the node's operations to its peers over
-// net/rpc behind a handshake that proves the cluster secret, and reaches
-// the peers over one persistent, authenticated connection each, every call
-// bounded by a deadline. *Cluster implements servers.Remote.
+// Package cluster is the only code that knows other nodes exist. It is
+// made of one type per job:
+//
+//   - registry (registry.go): this node's registration under a lease it
+//     keeps alive, and takes again by itself when it is lost;
+//   - table (table.go): the other nodes and their presence, from a prefix
+//     Get plus one Watch (etcdwatch), and who leaves the routing when;
+//   - peer and dialer (peer.go): one persistent, authenticated connection
+//     per peer, every call bounded by a deadline;
+//   - rpcServer (server.go, auth.go): this node's operations served to its
+//     peers over net/rpc behind a handshake that proves the cluster secret;
+//   - presenceWriter and presenceCache (presence.go): the presence index.
+//
+// Cluster ties them together and implements servers.Remote,
+// servers.Targeted and servers.Presence; Open (open.go) builds the whole
+// cluster mode of a process from its configuration.
 //
 // etcd layout (prefix = [cluster] keyPrefix):
 //
@@ -22,7 +31,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,40 +100,25 @@ type Cluster struct {
 	cli     *clientv3.Client
 	log     *zap.Logger
 	metrics *metrics.Metrics
-	authKey []byte
-	timeout time.Duration
 	prefix  string
 
 	local Local
 	self  ident.NodeID
 	info  NodeInfo
 
-	ctx    context.Context // cancelled by Close: peer table, peers
+	ctx    context.Context // cancelled by Close: watch, writer, peers
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // watch loop
-	peerWG sync.WaitGroup // peer goroutines
+	wg     sync.WaitGroup // watch loop and writer
+
+	d      *dialer
+	table  *table
+	reg    *registry
+	writer *presenceWriter
+	cache  *presenceCache
 	srv    *rpcServer
 
-	// Registration: its own context so Leave can stop it first.
-	regCtx     context.Context
-	regCancel  context.CancelFunc
-	regDone    chan struct{}
-	firstReg   chan struct{}
-	registered atomic.Bool
-	lease      atomic.Int64
-	leaving    atomic.Bool
-	leaveOnce  sync.Once
-	closeOnce  sync.Once
-	started    bool
-
-	tableMu       sync.Mutex                             // serialises changes of peers
-	peers         atomic.Pointer[map[ident.NodeID]*peer] // copy-on-write
-	firstList     chan struct{}                          // closed once the first peer list is loaded
-	firstListOnce sync.Once
-	cache         *presenceCache
-	writer        *presenceWriter
-	notifyMu      sync.Mutex
-	changed       chan struct{}
+	closeOnce sync.Once
+	started   bool
 }
 
 var _ servers.Remote = (*Cluster)(nil)
@@ -152,23 +145,13 @@ func New(o Options) (*Cluster, error) {
 		o.Metrics = metrics.New()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	regCtx, regCancel := context.WithCancel(ctx)
 	c := &Cluster{
 		o: o, cli: o.Client, log: o.Logger, metrics: o.Metrics,
-		authKey: authKey(o.Secret), timeout: o.RPCTimeout,
 		prefix: strings.TrimRight(o.KeyPrefix, "/"),
-		ctx:    ctx, cancel: cancel, regCtx: regCtx, regCancel: regCancel,
-		regDone: make(chan struct{}), firstReg: make(chan struct{}), changed: make(chan struct{}),
-		firstList: make(chan struct{}), cache: newPresenceCache(),
+		ctx:    ctx, cancel: cancel, cache: newPresenceCache(),
 	}
-	c.writer = newPresenceWriter(c)
-	c.registerMetrics()
-	empty := map[ident.NodeID]*peer{}
-	c.peers.Store(&empty)
 	return c, nil
 }
-
-func (c *Cluster) nodesPrefix() string { return c.prefix + "/nodes/" }
 
 // NodeKey is the etcd key of a node's registration.
 func NodeKey(prefix string, id ident.NodeID) string {
@@ -176,9 +159,9 @@ func NodeKey(prefix string, id ident.NodeID) string {
 }
 
 // Start binds the RPC port, starts serving local's operations to peers,
-// starts the peer table and the registration, and waits (at most
-// RegisterWait) for the first registration. The caller then attaches the
-// cluster to the node with SetRemote.
+// starts the peer table, the presence writer and the registration, and
+// waits (at most RegisterWait) for the first registration. The caller then
+// attaches the cluster to the node with SetRemote.
 func (c *Cluster) Start(local Local, httpAddr string) error {
 	if c.started {
 		return errors.New("cluster: already started")
@@ -187,7 +170,6 @@ func (c *Cluster) Start(local Local, httpAddr string) error {
 	c.local, c.self = local, local.ID()
 	ln, err := net.Listen("tcp", c.o.RPCListen)
 	if err != nil {
-		close(c.regDone)
 		return fmt.Errorf("listen for RPC on %s (config key server.rpcPort): %w", c.o.RPCListen, err)
 	}
 	adv := c.o.RPCAdvertise
@@ -196,23 +178,23 @@ func (c *Cluster) Start(local Local, httpAddr string) error {
 	}
 	c.info = NodeInfo{ID: c.self.String(), RPCAddr: adv, HTTPAddr: httpAddr, StartedAt: time.Now().UTC(), Version: c.o.Version}
 	c.log = c.log.With(zap.String("node", c.info.ID))
-	if c.srv, err = newRPCServer(ln, local, c.onPresenceOp, c.authKey, c.log.Named("rpc")); err != nil {
+	c.d = &dialer{ctx: c.ctx, self: c.self, key: authKey(c.o.Secret), timeout: c.o.RPCTimeout,
+		log: c.log, metrics: c.metrics, failed: local.CountRPCError}
+	c.table = newTable(c.d, c.cli, c.prefix, c.o.EtcdTimeout, c.o.LeaseTTL, c.log, c.cache, local.PeerLost)
+	c.writer = newPresenceWriter(c.cli, c.prefix, c.self, local, c.o.EtcdTimeout, c.log, c.announce)
+	c.registerMetrics()
+	c.reg = newRegistry(c.ctx, c.cli, c.prefix, c.info, c.o.LeaseTTL, c.o.EtcdTimeout, c.log, c.metrics, c.writer, local.NodeLost)
+	if c.srv, err = newRPCServer(ln, local, c.onPresenceOp, c.d.key, c.log.Named("rpc")); err != nil {
 		ln.Close()
-		close(c.regDone)
 		return err
 	}
-	c.wg.Add(2)
-	go c.watchCluster(0)
-	go func() {
-		defer c.wg.Done()
-		c.writer.run(c.ctx)
-	}()
-	go c.registerLoop()
+	c.startLoops(0)
+	go c.reg.run()
 	if c.o.RegisterWait > 0 {
 		t := time.NewTimer(c.o.RegisterWait)
 		defer t.Stop()
 		select {
-		case <-c.firstReg:
+		case <-c.reg.first:
 		case <-t.C:
 			c.log.Warn("not registered in etcd yet; still trying (readyz answers 503 until then)",
 				zap.Duration("waited", c.o.RegisterWait))
@@ -221,6 +203,20 @@ func (c *Cluster) Start(local Local, httpAddr string) error {
 	c.log.Info("cluster started", zap.String("rpcListen", ln.Addr().String()), zap.String("rpcAdvertise", adv),
 		zap.Int("leaseTTL", c.o.LeaseTTL), zap.String("keyPrefix", c.prefix))
 	return nil
+}
+
+// startLoops starts the watch (from rev+1; 0 reads everything first) and
+// the presence writer.
+func (c *Cluster) startLoops(rev int64) {
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		c.table.run(rev)
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.writer.run(c.ctx)
+	}()
 }
 
 func advertised(a net.Addr) string {
@@ -236,15 +232,13 @@ func (c *Cluster) RPCAddr() string { return c.info.RPCAddr }
 // Ready reports whether the node is registered in etcd and knows its
 // peers (for /readyz).
 func (c *Cluster) Ready() error {
-	switch {
-	case c.leaving.Load():
-		return errors.New("leaving the cluster")
-	case !c.registered.Load():
-		return errors.New("not registered in etcd (etcd unreachable or lease being renewed)")
+	if c.reg == nil {
+		return errors.New("cluster not started")
 	}
-	select {
-	case <-c.firstList:
-	default:
+	if err := c.reg.ready(); err != nil {
+		return err
+	}
+	if !c.table.ready() {
 		return errors.New("the peer list is not loaded yet")
 	}
 	return nil
@@ -252,58 +246,23 @@ func (c *Cluster) Ready() error {
 
 // Peers lists the other nodes in the peer table, sorted by id.
 func (c *Cluster) Peers() []PeerStatus {
-	t := *c.peers.Load()
-	out := make([]PeerStatus, 0, len(t))
-	for _, p := range t {
-		out = append(out, PeerStatus{NodeInfo: p.info, Up: p.up()})
+	if c.table == nil {
+		return nil
 	}
-	sortPeers(out)
-	return out
+	return c.table.list()
 }
 
 // Changed returns a channel closed at the next change of the peer table
 // (a node joined or left). Take it before checking Peers to not miss one.
-func (c *Cluster) Changed() <-chan struct{} {
-	c.notifyMu.Lock()
-	defer c.notifyMu.Unlock()
-	return c.changed
-}
+func (c *Cluster) Changed() <-chan struct{} { return c.table.changedCh() }
 
-func (c *Cluster) notify() {
-	c.notifyMu.Lock()
-	close(c.changed)
-	c.changed = make(chan struct{})
-	c.notifyMu.Unlock()
-}
-
-// Leave revokes the lease so every peer forgets this node at once, and
-// stops registering again. Call it before draining the clients.
-func (c *Cluster) Leave(ctx context.Context) { c.leave(ctx, true) }
-
-func (c *Cluster) leave(ctx context.Context, revoke bool) {
-	c.leaveOnce.Do(func() {
-		c.leaving.Store(true)
-		c.regCancel()
-		<-c.regDone
-		c.registered.Store(false)
-		c.metrics.EtcdSession.Set(0)
-		id := clientv3.LeaseID(c.lease.Swap(0))
-		if !revoke || id == 0 {
-			return
-		}
-		rctx, cancel := context.WithTimeout(ctx, c.o.EtcdTimeout)
-		defer cancel()
-		// Mark the registration as leaving first, so the peers drop this
-		// node at the revoke without announcing its clients: it closes them
-		// itself (1001), and their leave events go out from here.
-		_, _ = c.cli.Put(rctx, NodeKey(c.prefix, c.self), c.infoValue(true), clientv3.WithLease(id))
-		if _, err := c.cli.Revoke(rctx, id); err != nil {
-			c.log.Warn("revoking the lease failed; peers forget this node when it expires",
-				zap.Error(err), zap.Int("leaseTTL", c.o.LeaseTTL))
-			return
-		}
-		c.log.Info("left the cluster (lease revoked)")
-	})
+// Leave marks the registration as leaving and revokes the lease, so every
+// peer forgets this node at once, and stops registering again. Call it
+// before draining the clients.
+func (c *Cluster) Leave(ctx context.Context) {
+	if c.reg != nil {
+		c.reg.leave(ctx, true)
+	}
 }
 
 // Close leaves the cluster (if Leave was not called), stops the RPC server,
@@ -322,22 +281,17 @@ func (c *Cluster) shutdown(revoke bool) {
 	c.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), c.o.EtcdTimeout)
 		defer cancel()
-		if !c.started {
-			close(c.regDone)
+		if c.reg != nil {
+			c.reg.leave(ctx, revoke)
 		}
-		c.leave(ctx, revoke)
 		if c.srv != nil {
 			c.srv.close()
 		}
 		c.cancel()
 		c.wg.Wait()
-		for _, p := range *c.peers.Load() {
-			p.stop()
+		if c.table != nil {
+			c.table.stop()
 		}
-		c.peerWG.Wait()
-		empty := map[ident.NodeID]*peer{}
-		c.peers.Store(&empty)
-		c.metrics.Peers.Set(0)
 	})
 }
 

@@ -101,20 +101,20 @@ func server(t *testing.T, local *fakeLocal, secret string, log *zap.Logger) stri
 	return ln.Addr().String()
 }
 
-// bareCluster is a Cluster with just what peers need (no etcd).
-func bareCluster(t *testing.T, secret string, timeout time.Duration) (*Cluster, *fakeLocal) {
+// bareDialer is what peers need (no etcd).
+func bareDialer(t *testing.T, secret string, timeout time.Duration) (*dialer, *fakeLocal) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	local := newFakeLocal()
-	c := &Cluster{log: zap.NewNop(), metrics: metrics.New(), authKey: authKey([]byte(secret)), timeout: timeout,
-		local: local, self: local.id, ctx: ctx, cancel: cancel}
+	d := &dialer{ctx: ctx, self: local.id, key: authKey([]byte(secret)), timeout: timeout,
+		log: zap.NewNop(), metrics: metrics.New(), failed: local.CountRPCError}
 	t.Cleanup(cancel)
-	return c, local
+	return d, local
 }
 
-func startPeer(t *testing.T, c *Cluster, id ident.NodeID, addr string) *peer {
+func startPeer(t *testing.T, d *dialer, id ident.NodeID, addr string) *peer {
 	t.Helper()
-	p := newPeer(c, id, NodeInfo{ID: id.String(), RPCAddr: addr})
+	p := newPeer(d, id, NodeInfo{ID: id.String(), RPCAddr: addr})
 	go p.run()
 	t.Cleanup(func() {
 		p.stop()
@@ -177,7 +177,7 @@ func TestRPCPortRefusesProcessWithoutSecret(t *testing.T) {
 	addr := server(t, local, "cluster-secret", zap.New(core))
 
 	// A process with another secret: refused, the refusal logged, no call run.
-	bad, _ := bareCluster(t, "not-the-secret", time.Second)
+	bad, _ := bareDialer(t, "not-the-secret", time.Second)
 	p := startPeer(t, bad, local.id, addr)
 	outcome, err := p.call(context.Background(), "Node.Unicast", &servers.UnicastOp{ClientID: "online"}, new(servers.UnicastReply))
 	if err == nil || outcome != outcomeUnreachable {
@@ -216,7 +216,7 @@ func TestRPCPortRefusesProcessWithoutSecret(t *testing.T) {
 	}
 
 	// A peer with the secret gets answers.
-	good, _ := bareCluster(t, "cluster-secret", time.Second)
+	good, _ := bareDialer(t, "cluster-secret", time.Second)
 	q := startPeer(t, good, local.id, addr)
 	var r servers.UnicastReply
 	if outcome, err := q.call(context.Background(), "Node.Unicast", &servers.UnicastOp{ClientID: "online"}, &r); err != nil || !r.Online {
@@ -228,11 +228,11 @@ func TestPeerDeadlineDownAndBack(t *testing.T) {
 	local := newFakeLocal()
 	addr := server(t, local, "s", zap.NewNop())
 	const timeout = 300 * time.Millisecond
-	c, _ := bareCluster(t, "s", timeout)
+	c, _ := bareDialer(t, "s", timeout)
 	p := startPeer(t, c, local.id, addr)
 	call := func() (string, time.Duration, error) {
 		start := time.Now()
-		o, err := p.call(context.Background(), "Node.Broadcast", &servers.BroadcastOp{Kind: servers.OpGroup}, new(servers.BroadcastReply))
+		o, err := p.call(context.Background(), servers.RPCBroadcast, &servers.BroadcastOp{Kind: servers.OpGroup}, new(servers.BroadcastReply))
 		return o, time.Since(start), err
 	}
 	if o, _, err := call(); err != nil {
@@ -279,7 +279,7 @@ func TestPeerConnectionLossIsNoticedAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ := bareCluster(t, "s", time.Second)
+	c, _ := bareDialer(t, "s", time.Second)
 	p := startPeer(t, c, local.id, ln.Addr().String())
 	if _, err := p.call(context.Background(), "Node.Unicast", &servers.UnicastOp{}, new(servers.UnicastReply)); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/go-websocket/go-websocket/pkg/metrics"
 	"github.com/go-websocket/go-websocket/servers"
 	"github.com/go-websocket/go-websocket/servers/cluster/etcdwatch"
 	"github.com/go-websocket/go-websocket/tools/ident"
@@ -29,6 +30,35 @@ var (
 	errDown    = errors.New("peer is down; waiting for it to answer again")
 )
 
+// dialer is what every peer shares: this node's id, the handshake key, the
+// call deadline, the metrics, and the context that Close cancels.
+type dialer struct {
+	ctx     context.Context
+	self    ident.NodeID
+	key     []byte
+	timeout time.Duration
+	log     *zap.Logger
+	metrics *metrics.Metrics
+	// failed is told of every failed call (the node counts them).
+	failed func()
+}
+
+// call runs one RPC on p and records it in the metrics.
+func (d *dialer) call(ctx context.Context, p *peer, method, svc string, args, reply any) error {
+	start := time.Now()
+	outcome, err := p.call(ctx, svc, args, reply)
+	d.metrics.RPCCalls.WithLabelValues(method, outcome).Inc()
+	if outcome != outcomeUnreachable {
+		d.metrics.RPCLatency.WithLabelValues(method).Observe(time.Since(start).Seconds())
+	}
+	if err != nil {
+		d.failed()
+		d.log.Debug("rpc failed", zap.String("peer", p.name), zap.String("method", method),
+			zap.String("outcome", outcome), zap.Error(err))
+	}
+	return err
+}
+
 // peer is one other node: its registration and the one persistent,
 // authenticated connection to it. A goroutine (run) owns the connection: it
 // dials, proves the node answers, and redials with backoff when the
@@ -39,7 +69,7 @@ type peer struct {
 	id   ident.NodeID
 	name string
 	info NodeInfo // immutable; a changed registration makes a new peer
-	c    *Cluster
+	d    *dialer
 
 	// unregistered: its registration is gone from etcd; a verifier
 	// probes it until it registers again or is declared gone.
@@ -59,9 +89,9 @@ type peerConn struct {
 	dc  *deadlineConn
 }
 
-func newPeer(c *Cluster, id ident.NodeID, info NodeInfo) *peer {
-	ctx, cancel := context.WithCancel(c.ctx)
-	return &peer{id: id, name: id.String(), info: info, c: c, first: make(chan struct{}),
+func newPeer(d *dialer, id ident.NodeID, info NodeInfo) *peer {
+	ctx, cancel := context.WithCancel(d.ctx)
+	return &peer{id: id, name: id.String(), info: info, d: d, first: make(chan struct{}),
 		ctx: ctx, stop: cancel, done: make(chan struct{})}
 }
 
@@ -86,7 +116,7 @@ func (p *peer) run() {
 		}
 	}
 	defer markFirst()
-	log := p.c.log.With(zap.String("peer", p.name), zap.String("rpcAddr", p.info.RPCAddr))
+	log := p.d.log.With(zap.String("peer", p.name), zap.String("rpcAddr", p.info.RPCAddr))
 	var wait time.Duration
 	failures := 0
 	for {
@@ -145,7 +175,7 @@ func (p *peer) run() {
 // connect dials, authenticates, and makes one real call (a stats
 // broadcast) so that a peer counts as up only when its node answers.
 func (p *peer) connect() (*peerConn, error) {
-	ctx, cancel := context.WithTimeout(p.ctx, p.c.timeout)
+	ctx, cancel := context.WithTimeout(p.ctx, p.d.timeout)
 	defer cancel()
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", p.info.RPCAddr)
@@ -155,7 +185,7 @@ func (p *peer) connect() (*peerConn, error) {
 	dl, _ := ctx.Deadline()
 	_ = nc.SetDeadline(dl)
 	stopClose := context.AfterFunc(ctx, func() { nc.Close() })
-	err = clientHandshake(nc, p.c.authKey, p.c.self, p.id)
+	err = clientHandshake(nc, p.d.key, p.d.self, p.id)
 	if !stopClose() {
 		nc.Close()
 		return nil, fmt.Errorf("handshake: %w", ctx.Err())
@@ -165,7 +195,7 @@ func (p *peer) connect() (*peerConn, error) {
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
 	_ = nc.SetDeadline(time.Time{})
-	dc := newDeadlineConn(nc, p.c.timeout)
+	dc := newDeadlineConn(nc, p.d.timeout)
 	pc := &peerConn{cli: rpc.NewClient(dc), dc: dc}
 	var reply servers.BroadcastReply
 	call := pc.cli.Go(servers.RPCBroadcast, &servers.BroadcastOp{Kind: servers.OpStats}, &reply, make(chan *rpc.Call, 1))
@@ -195,7 +225,7 @@ func (p *peer) fail(pc *peerConn) {
 // deadline, holds no lock, and marks the peer down on a timeout or a
 // broken connection.
 func (p *peer) call(ctx context.Context, method string, args, reply any) (string, error) {
-	timer := time.NewTimer(p.c.timeout)
+	timer := time.NewTimer(p.d.timeout)
 	defer timer.Stop()
 	select {
 	case <-p.first:

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -40,8 +39,6 @@ const (
 	youngFor = 2 * time.Second
 )
 
-func (c *Cluster) presencePrefix() string { return c.prefix + "/presence/" }
-
 func presenceKey(prefix string, node ident.NodeID, clientID string) string {
 	return prefix + node.String() + "/" + clientID
 }
@@ -50,7 +47,14 @@ func presenceKey(prefix string, node ident.NodeID, clientID string) string {
 
 // presenceWriter writes this node's presence in batches.
 type presenceWriter struct {
-	c *Cluster
+	cli         *clientv3.Client
+	prefix      string // <prefix>/presence/
+	self        ident.NodeID
+	local       Local
+	etcdTimeout time.Duration
+	log         *zap.Logger
+	// announce tells the peers about a write (Rev) or a failure (Dirty).
+	announce func(ctx context.Context, op *servers.PresenceOp)
 
 	mu      sync.Mutex
 	pending map[string]struct{}
@@ -64,8 +68,10 @@ type presenceWriter struct {
 	bytes  atomic.Uint64
 }
 
-func newPresenceWriter(c *Cluster) *presenceWriter {
-	return &presenceWriter{c: c, pending: map[string]struct{}{}, kick: make(chan struct{}, 1)}
+func newPresenceWriter(cli *clientv3.Client, prefix string, self ident.NodeID, local Local, etcdTimeout time.Duration,
+	log *zap.Logger, announce func(context.Context, *servers.PresenceOp)) *presenceWriter {
+	return &presenceWriter{cli: cli, prefix: prefix + "/presence/", self: self, local: local, etcdTimeout: etcdTimeout,
+		log: log, announce: announce, pending: map[string]struct{}{}, kick: make(chan struct{}, 1)}
 }
 
 func (w *presenceWriter) signal() {
@@ -147,9 +153,9 @@ func (w *presenceWriter) run(ctx context.Context) {
 			w.dirty = true
 			w.mu.Unlock()
 			if first {
-				w.c.log.Warn("writing presence to etcd failed; peers send this node every group message until it is written", zap.Error(err))
+				w.log.Warn("writing presence to etcd failed; peers send this node every group message until it is written", zap.Error(err))
 			}
-			w.c.announce(ctx, &servers.PresenceOp{Dirty: true})
+			w.announce(ctx, &servers.PresenceOp{Dirty: true})
 			w.release(waiters)
 			wait = etcdwatch.Next(wait, 250*time.Millisecond)
 			w.signal()
@@ -160,7 +166,7 @@ func (w *presenceWriter) run(ctx context.Context) {
 		w.dirty = false
 		w.mu.Unlock()
 		if len(waiters) > 0 || wasDirty {
-			w.c.announce(ctx, &servers.PresenceOp{Rev: rev})
+			w.announce(ctx, &servers.PresenceOp{Rev: rev})
 		}
 		w.release(waiters)
 	}
@@ -183,14 +189,13 @@ func (w *presenceWriter) release(ws []chan struct{}) {
 // write puts or deletes the keys of ids under lease, at most maxTxnOps
 // per transaction, and returns the revision of the last one.
 func (w *presenceWriter) write(ctx context.Context, lease clientv3.LeaseID, ids []string) (int64, error) {
-	prefix := w.c.presencePrefix()
 	var rev int64
 	for len(ids) > 0 {
 		n := min(len(ids), maxTxnOps)
 		ops := make([]clientv3.Op, 0, n)
 		for _, id := range ids[:n] {
-			key := presenceKey(prefix, w.c.self, id)
-			p, ok := w.c.local.PresenceOf(id)
+			key := presenceKey(w.prefix, w.self, id)
+			p, ok := w.local.PresenceOf(id)
 			if !ok {
 				ops = append(ops, clientv3.OpDelete(key))
 				w.bytes.Add(uint64(len(key)))
@@ -204,8 +209,8 @@ func (w *presenceWriter) write(ctx context.Context, lease clientv3.LeaseID, ids 
 			w.bytes.Add(uint64(len(key) + len(val)))
 		}
 		ids = ids[n:]
-		tctx, cancel := context.WithTimeout(ctx, w.c.o.EtcdTimeout)
-		resp, err := w.c.cli.Txn(tctx).Then(ops...).Commit()
+		tctx, cancel := context.WithTimeout(ctx, w.etcdTimeout)
+		resp, err := w.cli.Txn(tctx).Then(ops...).Commit()
 		cancel()
 		if err != nil {
 			return 0, err
@@ -224,7 +229,7 @@ func (w *presenceWriter) replay(ctx context.Context, lease clientv3.LeaseID) err
 	clear(w.pending)
 	w.mu.Unlock()
 	var ids []string
-	w.c.local.EachPresence(func(id string, _ servers.ClientPresence) { ids = append(ids, id) })
+	w.local.EachPresence(func(id string, _ servers.ClientPresence) { ids = append(ids, id) })
 	if len(ids) == 0 {
 		return nil
 	}
@@ -452,7 +457,7 @@ func (c *Cluster) Holders(systemID, group string) ([]ident.NodeID, bool) {
 		}
 	}
 	pc.mu.RUnlock()
-	for _, p := range *c.peers.Load() {
+	for _, p := range c.table.all() {
 		if p.unregistered.Load() && !slices.Contains(out, p.id) {
 			out = append(out, p.id)
 		}
@@ -493,9 +498,8 @@ func (c *Cluster) PresenceStats() PresenceStats {
 // to Rev are in etcd: reach that revision before answering).
 func (c *Cluster) announce(ctx context.Context, op *servers.PresenceOp) {
 	op.Node = c.self.String()
-	t := *c.peers.Load()
 	var wg sync.WaitGroup
-	for _, p := range t {
+	for _, p := range c.table.all() {
 		if !p.up() {
 			continue
 		}
@@ -503,7 +507,7 @@ func (c *Cluster) announce(ctx context.Context, op *servers.PresenceOp) {
 		go func() {
 			defer wg.Done()
 			var reply servers.PresenceReply
-			_ = c.call(ctx, p, methodPresence, servers.RPCPresence, op, &reply)
+			_ = c.d.call(ctx, p, methodPresence, servers.RPCPresence, op, &reply)
 		}()
 	}
 	wg.Wait()
@@ -531,64 +535,5 @@ func (c *Cluster) onPresenceOp(op *servers.PresenceOp) *servers.PresenceReply {
 			break
 		}
 	}
-	return &servers.PresenceReply{Applied: pc.waitApplied(op.Rev, c.timeout/2)}
-}
-
-// applyPresence applies presence events of one watch response; nodes whose
-// lease is gone keep their entries (deletes ignored) until they are
-// declared gone or register again.
-func (c *Cluster) applyPresence(events []*clientv3.Event, frozen func(ident.NodeID) bool) {
-	prefix := c.presencePrefix()
-	pc := c.cache
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	for _, ev := range events {
-		node, id, ok := parsePresenceKey(prefix, ev.Kv.Key)
-		if !ok || node == c.self || ev.Kv.ModRevision <= pc.loadedAt[node] {
-			continue
-		}
-		if ev.Type == mvccpb.DELETE {
-			if !frozen(node) {
-				pc.del(node, id)
-			}
-			continue
-		}
-		if e, ok := decodeEntry(node, id, ev.Kv.Value); ok {
-			pc.put(e)
-		}
-	}
-}
-
-// loadNode replaces a node's entries with etcd's at rev.
-func (c *Cluster) loadNode(ctx context.Context, node ident.NodeID, rev int64) error {
-	prefix := c.presencePrefix() + node.String() + "/"
-	resp, err := c.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev))
-	if err != nil {
-		return err
-	}
-	c.replaceNodes(map[ident.NodeID]bool{node: true}, resp.Kvs, rev)
-	return nil
-}
-
-// replaceNodes replaces the entries of nodes with kvs read at rev.
-func (c *Cluster) replaceNodes(nodes map[ident.NodeID]bool, kvs []*mvccpb.KeyValue, rev int64) {
-	prefix := c.presencePrefix()
-	pc := c.cache
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	for node := range nodes {
-		for id := range pc.byNode[node] {
-			pc.del(node, id)
-		}
-		pc.loadedAt[node] = rev
-	}
-	for _, kv := range kvs {
-		node, id, ok := parsePresenceKey(prefix, kv.Key)
-		if !ok || !nodes[node] {
-			continue
-		}
-		if e, ok := decodeEntry(node, id, kv.Value); ok {
-			pc.put(e)
-		}
-	}
+	return &servers.PresenceReply{Applied: pc.waitApplied(op.Rev, c.o.RPCTimeout/2)}
 }

@@ -120,14 +120,14 @@ func TestRegistersAgainAfterLeaseLoss(t *testing.T) {
 	a := startMember(t, srv, 2)
 	b := startMember(t, srv, 2)
 	waitFor(t, b.c, 5*time.Second, "b sees a", func() bool { return hasPeer(b.c, a.local.id) })
-	old := clientv3.LeaseID(a.c.lease.Load())
+	old := clientv3.LeaseID(a.c.reg.lease.Load())
 	// Someone revokes a's lease behind its back (as etcd does after a
 	// partition longer than the TTL): a must register again by itself.
 	if _, err := srv.Client(t).Revoke(context.Background(), old); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, b.c, 5*time.Second, "a registered again with a new lease", func() bool {
-		l := clientv3.LeaseID(a.c.lease.Load())
+		l := clientv3.LeaseID(a.c.reg.lease.Load())
 		return l != 0 && l != old && a.c.Ready() == nil && hasPeer(b.c, a.local.id)
 	})
 	if a.logs.FilterMessageSnippet("lease lost").Len() == 0 || a.logs.FilterMessageSnippet("registered in etcd again").Len() == 0 {
@@ -143,7 +143,7 @@ func TestEtcdOutageKeepsPeersAndReRegisters(t *testing.T) {
 	srv.Stop()
 	// Longer than the TTL: both lose their lease, but keep their peers.
 	waitFor(t, a.c, 10*time.Second, "a notices it lost its lease", func() bool { return a.c.Ready() != nil })
-	if !hasPeer(a.c, b.local.id) || !a.c.peer(b.local.id).up() {
+	if !hasPeer(a.c, b.local.id) || !a.c.table.get(b.local.id).up() {
 		t.Fatal("a dropped b while etcd was down")
 	}
 	srv.Restart()
@@ -193,10 +193,14 @@ func TestPeerWatchAfterCompaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.local = newFakeLocal()
-	c.self = c.local.ID()
-	c.wg.Add(1)
-	go c.watchCluster(1)
+	// Start the watch by hand at a compacted revision (no registration).
+	local := newFakeLocal()
+	c.local, c.self = local, local.ID()
+	c.d = &dialer{ctx: c.ctx, self: c.self, key: authKey([]byte("s")), timeout: c.o.RPCTimeout,
+		log: c.log, metrics: c.metrics, failed: local.CountRPCError}
+	c.table = newTable(c.d, cli, c.prefix, c.o.EtcdTimeout, c.o.LeaseTTL, c.log, c.cache, local.PeerLost)
+	c.writer = newPresenceWriter(cli, c.prefix, c.self, local, c.o.EtcdTimeout, c.log, c.announce)
+	c.startLoops(1)
 	t.Cleanup(c.Close)
 	waitFor(t, c, 5*time.Second, "table listed again after compaction", func() bool {
 		return len(c.Peers()) == 2 && hasPeer(c, ids[0]) && hasPeer(c, ids[1])

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"time"
 
-	"go.uber.org/zap"
 
 	"github.com/go-websocket/go-websocket/define"
 	"github.com/go-websocket/go-websocket/servers"
@@ -20,23 +18,6 @@ const (
 	methodPresence  = "presence"
 )
 
-// call runs one RPC on p and records it in the metrics; a failure is
-// counted on the node too.
-func (c *Cluster) call(ctx context.Context, p *peer, method, svc string, args, reply any) error {
-	start := time.Now()
-	outcome, err := p.call(ctx, svc, args, reply)
-	c.metrics.RPCCalls.WithLabelValues(method, outcome).Inc()
-	if outcome != outcomeUnreachable {
-		c.metrics.RPCLatency.WithLabelValues(method).Observe(time.Since(start).Seconds())
-	}
-	if err != nil {
-		c.local.CountRPCError()
-		c.log.Debug("rpc failed", zap.String("peer", p.name), zap.String("method", method),
-			zap.String("outcome", outcome), zap.Error(err))
-	}
-	return err
-}
-
 // Unicast implements servers.Remote: it runs op on the node that owns the
 // client. A node that is not in the peer table (never was, or its lease
 // expired) holds no clients: the reply says 10006, which every caller
@@ -46,14 +27,14 @@ func (c *Cluster) call(ctx context.Context, p *peer, method, svc string, args, r
 // A node missing from the table is looked up in etcd first: it may have
 // registered a moment ago, before its watch event arrived here.
 func (c *Cluster) Unicast(ctx context.Context, node ident.NodeID, op *servers.UnicastOp) (*servers.UnicastReply, error) {
-	p := c.peer(node)
+	p := c.table.get(node)
 	if p == nil {
-		if p = c.lookupPeer(ctx, node); p == nil {
+		if p = c.table.lookup(ctx, node); p == nil {
 			return &servers.UnicastReply{Code: define.CodeClientOffline}, nil
 		}
 	}
 	reply := new(servers.UnicastReply)
-	if err := c.call(ctx, p, methodUnicast, servers.RPCUnicast, op, reply); err != nil {
+	if err := c.d.call(ctx, p, methodUnicast, servers.RPCUnicast, op, reply); err != nil {
 		return nil, &define.Error{Code: define.CodeUnavailable,
 			Msg: fmt.Sprintf("cluster unavailable: node %s, which holds the client, does not answer; try again", p.name)}
 	}
@@ -64,7 +45,7 @@ func (c *Cluster) Unicast(ctx context.Context, node ident.NodeID, op *servers.Un
 // Peers that are down are not called and are listed as unreachable at once;
 // the others have until the deadline to answer.
 func (c *Cluster) Broadcast(ctx context.Context, op *servers.BroadcastOp) ([]*servers.BroadcastReply, []string) {
-	t := *c.peers.Load()
+	t := c.table.all()
 	ps := make([]*peer, 0, len(t))
 	for _, p := range t {
 		ps = append(ps, p)
@@ -77,7 +58,7 @@ var _ servers.Targeted = (*Cluster)(nil)
 // BroadcastTo implements servers.Targeted: op runs on the named nodes that
 // are in the peer table, like Broadcast.
 func (c *Cluster) BroadcastTo(ctx context.Context, nodes []ident.NodeID, op *servers.BroadcastOp) ([]*servers.BroadcastReply, []string) {
-	t := *c.peers.Load()
+	t := c.table.all()
 	ps := make([]*peer, 0, len(nodes))
 	for _, id := range nodes {
 		if p := t[id]; p != nil {
@@ -102,14 +83,14 @@ func (c *Cluster) broadcast(ctx context.Context, t []*peer, op *servers.Broadcas
 	for _, p := range t {
 		if !p.up() {
 			c.metrics.RPCCalls.WithLabelValues(methodBroadcast, outcomeUnreachable).Inc()
-			c.local.CountRPCError()
+			c.d.failed()
 			unreachable = append(unreachable, p.name)
 			continue
 		}
 		calls++
 		go func() {
 			r := new(servers.BroadcastReply)
-			err := c.call(ctx, p, methodBroadcast, servers.RPCBroadcast, op, r)
+			err := c.d.call(ctx, p, methodBroadcast, servers.RPCBroadcast, op, r)
 			results <- result{p, r, err}
 		}()
 	}
