@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 
-
 	"github.com/go-websocket/go-websocket/define"
 	"github.com/go-websocket/go-websocket/servers"
 	"github.com/go-websocket/go-websocket/tools/ident"
