@@ -255,7 +255,7 @@ func TestEtcdDown90sLosesNothing(t *testing.T) {
 // healthy nodes' clients is lost.
 func TestHungNodeClosesItsClientsWith1012(t *testing.T) {
 	c := newCluster(t, 3)
-	all, byNode := groupSetup(c, "app", "room", 3)
+	_, byNode := groupSetup(c, "app", "room", 3)
 	healthy := append(append([]*counter{}, byNode[0]...), byNode[1]...)
 	tr := &traffic{c: c, system: "app", group: "room", members: healthy, via: c.nodes[:2], expected: map[*counter][]string{}}
 	hung := c.nodes[2]
@@ -304,7 +304,6 @@ func TestHungNodeClosesItsClientsWith1012(t *testing.T) {
 			}
 		}
 	}
-	_ = all
 }
 
 // TestKill9AnnouncesEachClientOnce kills a node whose clients share a group
@@ -399,6 +398,7 @@ func TestLocalGroupMakesNoRPC(t *testing.T) {
 	}
 	time.Sleep(2500 * time.Millisecond) // past the young-node window of every node
 	before := c.rpcCalls(n0)
+	var sent []string
 	for i := range 10 {
 		r, err := c.tryPost(n0.url+apiPrefix, "send_to_group", "app", map[string]any{"groupName": "local", "data": i})
 		if err != nil || r.Code != 0 {
@@ -408,6 +408,18 @@ func TestLocalGroupMakesNoRPC(t *testing.T) {
 		r.decode(t, &res)
 		if res.Recipients != 2 {
 			t.Fatalf("recipients %d, want 2", res.Recipients)
+		}
+		sent = append(sent, res.MessageID)
+	}
+	for _, k := range ks {
+		for _, id := range sent {
+			deadline := time.Now().Add(5 * time.Second)
+			for !k.has(id) {
+				if time.Now().After(deadline) {
+					t.Fatalf("member %s did not receive %s", k.cl.currentID(), id)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
 		}
 	}
 	if after := c.rpcCalls(n0); after != before {
@@ -459,7 +471,6 @@ func TestBindThenSendThroughAnotherNode(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	_ = http.StatusOK
 }
 
 // TestColdStartNo10006AfterReady starts three nodes at once; as soon as two
