@@ -30,6 +30,7 @@ import (
 	"github.com/go-websocket/go-websocket/pkg/tlscert"
 	"github.com/go-websocket/go-websocket/routers"
 	"github.com/go-websocket/go-websocket/servers"
+	"github.com/go-websocket/go-websocket/servers/cluster"
 	"github.com/go-websocket/go-websocket/servers/store"
 	"github.com/go-websocket/go-websocket/servers/webhook"
 	"github.com/go-websocket/go-websocket/web"
@@ -154,9 +155,9 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 	}
 	m := metrics.New()
 	var systems store.Systems
-	var cl *clusterParts
+	var cl *cluster.Mode
 	if cfg.Cluster.Enabled {
-		if cl, err = setupCluster(cfg, log, m); err != nil {
+		if cl, err = cluster.Open(context.Background(), cfg, version, m, log); err != nil {
 			return err
 		}
 		defer cl.Close()
