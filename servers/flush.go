@@ -3,6 +3,7 @@ package servers
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,6 +37,8 @@ type flusher struct {
 	mu   sync.Mutex
 	fifo []*Client
 	head int
+	// active counts broadcasts in flight (see leave).
+	active atomic.Int32
 
 	// Clients whose write loop starts when the write delay ends.
 	delayMu sync.Mutex
@@ -64,6 +67,10 @@ func (fl *flusher) deliver(clients []*Client, f frame) int {
 		}
 		return 0
 	}
+	if fl.delay <= 0 {
+		fl.active.Add(1)
+		defer fl.leave()
+	}
 	p := claimPool.Get().(*[]*Client)
 	claimed := (*p)[:0]
 	n, behind := 0, false
@@ -86,8 +93,14 @@ func (fl *flusher) deliver(clients []*Client, f frame) int {
 		fl.push(claimed)
 		fl.pay(len(claimed), n)
 	case len(claimed) > 0:
-		fl.push(claimed)
-		fl.pay(len(claimed), 0)
+		if ahead := fl.push(claimed); ahead > 0 {
+			// Busy: other clients wait ahead of these. Flushing half as
+			// many lets the ones left behind gather more frames for their
+			// write; the last broadcast to leave writes whatever is left.
+			fl.pay((len(claimed)+1)/2, 0)
+		} else {
+			fl.pay(len(claimed), 0)
+		}
 	}
 	clear(claimed)
 	*p = claimed[:0]
@@ -95,11 +108,41 @@ func (fl *flusher) deliver(clients []*Client, f frame) int {
 	return n
 }
 
-// push appends clients to the FIFO.
-func (fl *flusher) push(cs []*Client) {
+// push appends clients to the FIFO and returns how many were waiting ahead
+// of them.
+func (fl *flusher) push(cs []*Client) int {
 	fl.mu.Lock()
+	ahead := len(fl.fifo) - fl.head
 	fl.fifo = append(fl.fifo, cs...)
 	fl.mu.Unlock()
+	return ahead
+}
+
+// leave ends a broadcast; the last one in flight writes every client still
+// waiting, so nothing stays queued on a node that went quiet. (Clients
+// pushed after that drain belong to a broadcast still in flight, which
+// drains in turn if it is the last to leave.)
+func (fl *flusher) leave() {
+	if fl.active.Add(-1) != 0 {
+		return
+	}
+	var buf [32]*Client
+	for {
+		got := fl.take(buf[:])
+		if len(got) == 0 {
+			return
+		}
+		for i, c := range got {
+			c.w.flush()
+			got[i] = nil
+		}
+	}
+}
+
+func (fl *flusher) waiting() int {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	return len(fl.fifo) - fl.head
 }
 
 // take moves up to len(dst) clients from the head of the FIFO into dst.
