@@ -401,6 +401,7 @@ func (n *Node) LocalUnicast(op *UnicastOp) *UnicastReply {
 		case err != nil:
 			return &UnicastReply{Code: define.CodeInvalidRequest, Msg: err.Error()}
 		}
+		n.presenceSync(c)
 	case OpBind:
 		if _, ok := n.hub.bind(c, op.Group, op.UserID, op.Extend); !ok {
 			return &UnicastReply{Code: define.CodeClientOffline}

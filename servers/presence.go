@@ -47,6 +47,11 @@ type Presence interface {
 	Holders(systemID, group string) (nodes []ident.NodeID, all bool)
 	// Clients lists the other nodes' clients of a group ("" = the system).
 	Clients(systemID, group string) []string
+	// UserHolders lists the other nodes that hold clients of a user, as
+	// Holders.
+	UserHolders(systemID, userID string) (nodes []ident.NodeID, all bool)
+	// UserClients lists the other nodes' clients of a user.
+	UserClients(systemID, userID string) []string
 }
 
 // Targeted is a Remote that can run a broadcast on chosen nodes only.
@@ -88,6 +93,36 @@ func (n *Node) presenceSync(c *Client) {
 	case <-ch:
 	case <-t.C:
 	}
+}
+
+// userBroadcast runs a user op here and on the nodes that hold clients of
+// the user (every node when the presence index cannot tell).
+func (n *Node) userBroadcast(ctx context.Context, op *BroadcastOp) ([]*BroadcastReply, []string) {
+	r := n.getRemote()
+	p, okP := r.(Presence)
+	t, okT := r.(Targeted)
+	if !okP || !okT {
+		return n.broadcast(ctx, op)
+	}
+	nodes, all := p.UserHolders(op.SystemID, op.UserID)
+	switch {
+	case all:
+		return n.broadcast(ctx, op)
+	case len(nodes) == 0:
+		return []*BroadcastReply{n.LocalBroadcast(op)}, nil
+	}
+	return n.broadcastWith(op, func() ([]*BroadcastReply, []string) { return t.BroadcastTo(ctx, nodes, op) })
+}
+
+// presenceUserClients lists a user's clients from the presence index and
+// this node's hub; ok is false without an index.
+func (n *Node) presenceUserClients(systemID, userID string) (ids []string, ok bool) {
+	p := n.presence()
+	if p == nil {
+		return nil, false
+	}
+	ids = n.LocalBroadcast(&BroadcastOp{Kind: OpUserList, SystemID: systemID, UserID: userID}).IDs
+	return append(ids, p.UserClients(systemID, userID)...), true
 }
 
 // PresenceOf returns a local client's presence; false when it is not here.
@@ -159,7 +194,7 @@ func (h *Hub) presenceOf(c *Client) (ClientPresence, bool) {
 	if c.removed {
 		return ClientPresence{}, false
 	}
-	p := ClientPresence{SystemID: c.SystemID, UserID: c.UserID}
+	p := ClientPresence{SystemID: c.SystemID, UserID: c.userID()}
 	if len(c.groups) > 0 {
 		p.Groups = make(map[string]GroupMember, len(c.groups))
 		for g, m := range c.groups {

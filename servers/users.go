@@ -114,7 +114,7 @@ func (n *Node) SendToUser(ctx context.Context, systemID, userID string, m *defin
 		wait = n.acks.expect(systemID, op.MessageID)
 		defer n.acks.forget(op.MessageID)
 	}
-	replies, unreachable := n.broadcast(ctx, op)
+	replies, unreachable := n.userBroadcast(ctx, op)
 	res := &define.UserSendResult{MessageID: op.MessageID, Unreachable: unreachable}
 	remoteAcked := false
 	for _, r := range replies {
@@ -130,6 +130,9 @@ func (n *Node) SendToUser(ctx context.Context, systemID, userID string, m *defin
 
 // UserClients lists the online clients of a user over the cluster.
 func (n *Node) UserClients(ctx context.Context, systemID, userID string) (*define.OnlineList, error) {
+	if ids, ok := n.presenceUserClients(systemID, userID); ok {
+		return &define.OnlineList{List: ids, Count: len(ids)}, nil
+	}
 	replies, unreachable := n.broadcast(ctx, &BroadcastOp{Kind: OpUserList, SystemID: systemID, UserID: userID})
 	res := &define.OnlineList{List: []string{}, Unreachable: unreachable}
 	for _, r := range replies {

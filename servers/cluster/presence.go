@@ -257,6 +257,8 @@ type presenceCache struct {
 	systems  map[string]map[string]*entry
 	groups   map[groupKey]map[string]*entry
 	holders  map[groupKey]map[ident.NodeID]int
+	users    map[groupKey]map[string]*entry // {system, userId}
+	userAt   map[groupKey]map[ident.NodeID]int
 	dirty    map[ident.NodeID]bool // nodes whose writes are failing
 
 	applied atomic.Int64 // revision the cache reflects
@@ -270,6 +272,7 @@ func newPresenceCache() *presenceCache {
 		byNode: map[ident.NodeID]map[string]*entry{}, loadedAt: map[ident.NodeID]int64{},
 		systems: map[string]map[string]*entry{}, groups: map[groupKey]map[string]*entry{},
 		holders: map[groupKey]map[ident.NodeID]int{}, dirty: map[ident.NodeID]bool{},
+		users: map[groupKey]map[string]*entry{}, userAt: map[groupKey]map[ident.NodeID]int{},
 		changed: make(chan struct{}),
 	}
 }
@@ -290,19 +293,44 @@ func (pc *presenceCache) put(e *entry) {
 	}
 	s[e.id] = e
 	for g := range e.Groups {
-		k := groupKey{e.SystemID, g}
-		gm := pc.groups[k]
-		if gm == nil {
-			gm = map[string]*entry{}
-			pc.groups[k] = gm
+		index(pc.groups, pc.holders, groupKey{e.SystemID, g}, e)
+	}
+	if e.UserID != "" {
+		index(pc.users, pc.userAt, groupKey{e.SystemID, e.UserID}, e)
+	}
+}
+
+// index adds e under k in an index and its per-node counts.
+func index(idx map[groupKey]map[string]*entry, at map[groupKey]map[ident.NodeID]int, k groupKey, e *entry) {
+	m := idx[k]
+	if m == nil {
+		m = map[string]*entry{}
+		idx[k] = m
+	}
+	m[e.id] = e
+	h := at[k]
+	if h == nil {
+		h = map[ident.NodeID]int{}
+		at[k] = h
+	}
+	h[e.node]++
+}
+
+// unindex removes e from under k.
+func unindex(idx map[groupKey]map[string]*entry, at map[groupKey]map[ident.NodeID]int, k groupKey, e *entry) {
+	if m := idx[k]; m != nil {
+		delete(m, e.id)
+		if len(m) == 0 {
+			delete(idx, k)
 		}
-		gm[e.id] = e
-		h := pc.holders[k]
-		if h == nil {
-			h = map[ident.NodeID]int{}
-			pc.holders[k] = h
+	}
+	if h := at[k]; h != nil {
+		if h[e.node]--; h[e.node] <= 0 {
+			delete(h, e.node)
 		}
-		h[e.node]++
+		if len(h) == 0 {
+			delete(at, k)
+		}
 	}
 }
 
@@ -320,21 +348,10 @@ func (pc *presenceCache) del(node ident.NodeID, id string) *entry {
 		}
 	}
 	for g := range e.Groups {
-		k := groupKey{e.SystemID, g}
-		if gm := pc.groups[k]; gm != nil {
-			delete(gm, id)
-			if len(gm) == 0 {
-				delete(pc.groups, k)
-			}
-		}
-		if h := pc.holders[k]; h != nil {
-			if h[node]--; h[node] <= 0 {
-				delete(h, node)
-			}
-			if len(h) == 0 {
-				delete(pc.holders, k)
-			}
-		}
+		unindex(pc.groups, pc.holders, groupKey{e.SystemID, g}, e)
+	}
+	if e.UserID != "" {
+		unindex(pc.users, pc.userAt, groupKey{e.SystemID, e.UserID}, e)
 	}
 	return e
 }
@@ -442,13 +459,23 @@ func (c *Cluster) trusted() bool {
 // group, plus every node whose presence is not known exactly (its writes
 // failing, or its lease gone while it still answers).
 func (c *Cluster) Holders(systemID, group string) ([]ident.NodeID, bool) {
+	return c.holders(func(pc *presenceCache) map[ident.NodeID]int { return pc.holders[groupKey{systemID, group}] })
+}
+
+// UserHolders implements servers.Presence: the nodes holding clients of
+// the user, as Holders.
+func (c *Cluster) UserHolders(systemID, userID string) ([]ident.NodeID, bool) {
+	return c.holders(func(pc *presenceCache) map[ident.NodeID]int { return pc.userAt[groupKey{systemID, userID}] })
+}
+
+func (c *Cluster) holders(at func(*presenceCache) map[ident.NodeID]int) ([]ident.NodeID, bool) {
 	if !c.trusted() {
 		return nil, true
 	}
 	pc := c.cache
 	var out []ident.NodeID
 	pc.mu.RLock()
-	for node := range pc.holders[groupKey{systemID, group}] {
+	for node := range at(pc) {
 		out = append(out, node)
 	}
 	for node := range pc.dirty {
@@ -476,6 +503,19 @@ func (c *Cluster) Clients(systemID, group string) []string {
 	} else {
 		m = pc.groups[groupKey{systemID, group}]
 	}
+	out := make([]string, 0, len(m))
+	for id := range m {
+		out = append(out, id)
+	}
+	return out
+}
+
+// UserClients implements servers.Presence.
+func (c *Cluster) UserClients(systemID, userID string) []string {
+	pc := c.cache
+	pc.mu.RLock()
+	defer pc.mu.RUnlock()
+	m := pc.users[groupKey{systemID, userID}]
 	out := make([]string, 0, len(m))
 	for id := range m {
 		out = append(out, id)

@@ -139,3 +139,43 @@ func TestPresenceCost(t *testing.T) {
 		t.Fatalf("%.2f etcd writes per bind, want at most 1", bindWrites/float64(clients))
 	}
 }
+
+// TestUserLookupsFromPresence: get_user_clients answers from the presence
+// index with no RPC; send_to_user calls only the nodes holding the user's
+// clients.
+func TestUserLookupsFromPresence(t *testing.T) {
+	tc := newCluster(t, defaults())
+	tc.register(tc.nodes[0], "s1")
+	time.Sleep(2100 * time.Millisecond) // past every node's young window
+	n0, n1, n2 := tc.nodes[0], tc.nodes[1], tc.nodes[2]
+	a, b := n0.dial(t, "s1"), n2.dial(t, "s1")
+	for _, c := range []*wsClient{a, b} {
+		if r := n1.post(t, "bind_to_user", "s1", map[string]any{"clientId": c.id, "userId": "u1"}); r.Code != 0 {
+			t.Fatalf("bind_to_user: %s", r)
+		}
+	}
+	for _, n := range tc.nodes {
+		before := rpcCalls(t, n, "broadcast")
+		r := n.post(t, "get_user_clients", "s1", map[string]any{"userId": "u1"})
+		var l listResult
+		r.decode(t, &l)
+		if r.Code != 0 || l.Count != 2 {
+			t.Fatalf("get_user_clients through node %d: %s", n.idx, r)
+		}
+		if d := rpcCalls(t, n, "broadcast") - before; d != 0 {
+			t.Fatalf("get_user_clients through node %d made %v RPCs, want 0", n.idx, d)
+		}
+	}
+	before := rpcCalls(t, n0, "broadcast")
+	r := n0.post(t, "send_to_user", "s1", map[string]any{"userId": "u1", "data": "hi"})
+	var res sendResult
+	r.decode(t, &res)
+	if r.Code != 0 || res.Recipients != 2 {
+		t.Fatalf("send_to_user: %s", r)
+	}
+	if d := rpcCalls(t, n0, "broadcast") - before; d != 1 {
+		t.Fatalf("send_to_user to clients on nodes 0 and 2 made %v RPCs from node 0, want 1", d)
+	}
+	a.expect(t, res.MessageID)
+	b.expect(t, res.MessageID)
+}
