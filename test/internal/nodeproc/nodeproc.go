@@ -1,11 +1,7 @@
 // Package nodeproc is the black-box suites' shared process harness: it finds
-// the repository root, builds the server binary, picks free loopback ports
-// and prepares the environment of a node process (test/e2e, test/security,
-// test/ops and test/cluster/e2e use it).
-//
-// How each suite starts, waits for and stops its processes stays in the
-// suite: their lifecycles (log capture, stop timeouts, exit-code handling)
-// differ on purpose.
+// the repository root, builds the server binary, picks free loopback ports,
+// prepares the environment of a node process, and starts, waits for and
+// stops node processes (Start, Launch) with their output in a log file.
 package nodeproc
 
 import (
