@@ -141,6 +141,9 @@ func (h *Handlers) register(ctx context.Context, _ string, body []byte) (any, er
 	if err != nil {
 		return nil, err
 	}
+	if secret == "" {
+		return gin.H{"systemId": req.SystemID}, nil
+	}
 	return gin.H{"systemId": req.SystemID, "webhookSecret": secret}, nil
 }
 

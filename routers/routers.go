@@ -77,6 +77,7 @@ func New(o Options) *gin.Engine {
 		}
 	}
 	e.GET(Prefix+"ws", m.ws)
+	e.GET(Prefix+"openapi.json", h.OpenAPI)
 	e.GET("/ws", m.ws)
 	e.GET("/healthz", func(c *gin.Context) { api.OK(c, gin.H{"status": "alive"}) })
 	e.GET("/readyz", func(c *gin.Context) {

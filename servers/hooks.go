@@ -94,12 +94,17 @@ func (n *Node) checkWebhookURL(url string) error {
 }
 
 // RegisterSystem adds a system with its webhook settings and returns the
-// webhook secret minted for it (shown once).
+// webhook secret minted for it (shown once): only when a webhook URL is
+// given, so a plain register answers as it always did. update_system mints
+// one when a URL is set later.
 func (n *Node) RegisterSystem(ctx context.Context, systemID, url string, events []string) (string, error) {
 	if err := n.checkWebhookURL(url); err != nil {
 		return "", err
 	}
-	secret := mintSecret()
+	secret := ""
+	if url != "" {
+		secret = mintSecret()
+	}
 	err := n.systems.RegisterWith(ctx, systemID, store.Settings{WebhookURL: url, WebhookEvents: slices.Clone(events), WebhookSecret: secret})
 	if err != nil {
 		return "", err

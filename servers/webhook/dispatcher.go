@@ -446,6 +446,12 @@ func (d *Dispatcher) deliver(q *queue, set store.Settings, batch []Event) {
 			}
 			return
 		}
+		if d.isClosed() {
+			// Shutting down: one try each, so a dead receiver does not
+			// hold the node's exit until the drain deadline.
+			d.dropped.WithLabelValues(q.systemID, "shutdown").Add(float64(len(batch)))
+			return
+		}
 		if time.Since(start) >= d.cfg.RetryFor {
 			d.log.Warn("webhook events dropped after retrying", zap.String("systemId", q.systemID),
 				zap.Int("events", len(batch)), zap.Duration("retriedFor", time.Since(start)), zap.Error(err))

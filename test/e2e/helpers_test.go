@@ -139,7 +139,10 @@ func (n *node) do(method, path string, headers map[string]string, body []byte) (
 	if err != nil {
 		return nil, err
 	}
-	return r, checkEnvelope(r)
+	if err := checkEnvelope(r); err != nil {
+		return r, err
+	}
+	return r, checkSpec(r)
 }
 
 func bodyBytes(body any) []byte {
