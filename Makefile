@@ -29,7 +29,7 @@ run: build
 # failing step.
 test: deps lint unit fuzz e2e cluster browser bench smoke
 
-# System packages for the end-to-end tests: etcd, nginx and chromium.
+# System packages for the end-to-end tests: etcd, nginx, chromium, node and npm.
 deps:
 	bash .ci/install-deps.sh
 
@@ -50,7 +50,7 @@ unit:
 	go test -race -count=1 -timeout 10m $$(go list ./... | grep -v '^$(MODULE)/test/')
 
 e2e:
-	go test -race -count=1 -timeout 20m ./test/e2e/ ./test/security/ ./test/ops/ ./test/docs/
+	go test -race -count=1 -timeout 20m ./test/e2e/ ./test/security/ ./test/ops/ ./test/docs/ ./test/sdk/
 
 cluster:
 	go test -race -count=1 -timeout 20m ./test/cluster/...

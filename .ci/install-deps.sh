@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests use: etcd (a real server process for
 # the cluster end-to-end tests), nginx (the load balancer in front of them)
-# and chromium (the browser tests). Idempotent; needs root and apt-get.
+# chromium (the browser tests) and Node.js with npm (the gows.js tests, which
+# install the ws package). Idempotent; needs root and apt-get.
 set -euo pipefail
 need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server etcd-client)
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-liberation)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -eq 0 ]; then
-  echo "deps: etcd, nginx and chromium already installed"
+  echo "deps: etcd, nginx, chromium, node and npm already installed"
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
