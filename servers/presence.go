@@ -36,11 +36,13 @@ type LostClient struct {
 // which groups. A node with a Remote that also implements Presence routes
 // group sends only to the nodes holding members and answers lists from it.
 type Presence interface {
-	// PresenceChanged records that a local client's presence changed (connected,
-	// bound, unbound, disconnected). The channel is closed once the change
-	// is visible to every reachable peer, or once that was given up (etcd
-	// unreachable); nil when nothing waits.
-	PresenceChanged(clientID string, wait bool) <-chan struct{}
+	// PresenceChanged records that a local client's presence changed
+	// (connected, bound, unbound, disconnected); it is written later.
+	PresenceChanged(clientID string)
+	// PresenceSync records a change and waits, at most within, until every
+	// reachable peer routes by it (or has been told that this node's
+	// presence is not current, so that it gets every group message).
+	PresenceSync(clientID string, within time.Duration)
 	// Holders lists the other nodes that hold members of group. all is
 	// true when the index cannot be trusted at the moment (etcd away, this
 	// node's view behind): the caller then sends to every node.
@@ -68,7 +70,7 @@ func (n *Node) presence() Presence {
 // it after a connect, bind, unbind or disconnect.
 func (n *Node) presenceChanged(c *Client) {
 	if p := n.presence(); p != nil {
-		p.PresenceChanged(c.ID, false)
+		p.PresenceChanged(c.ID)
 	}
 }
 
@@ -79,19 +81,8 @@ func (n *Node) presenceChanged(c *Client) {
 // peer that did not see the write in time sends every group message to
 // every node until it does.
 func (n *Node) presenceSync(c *Client) {
-	p := n.presence()
-	if p == nil {
-		return
-	}
-	ch := p.PresenceChanged(c.ID, true)
-	if ch == nil {
-		return
-	}
-	t := time.NewTimer(n.opts.EventTimeout)
-	defer t.Stop()
-	select {
-	case <-ch:
-	case <-t.C:
+	if p := n.presence(); p != nil {
+		p.PresenceSync(c.ID, n.opts.EventTimeout)
 	}
 }
 

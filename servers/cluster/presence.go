@@ -58,7 +58,7 @@ type presenceWriter struct {
 
 	mu      sync.Mutex
 	pending map[string]struct{}
-	waiters []chan struct{}
+	waiters []chan bool
 	lease   clientv3.LeaseID // 0 while the node holds no lease
 	dirty   bool             // a change could not be written
 	kick    chan struct{}
@@ -81,18 +81,17 @@ func (w *presenceWriter) signal() {
 	}
 }
 
-// changed queues a client's presence; with wait it returns a channel closed
-// once the write is visible to the reachable peers (or given up).
-func (w *presenceWriter) changed(id string, wait bool) <-chan struct{} {
-	var ch chan struct{}
+// changed queues a client's presence; with wait it returns a channel that
+// receives true once the write is visible to the reachable peers, false
+// when that was given up (no lease, or the write failed).
+func (w *presenceWriter) changed(id string, wait bool) <-chan bool {
+	var ch chan bool
 	w.mu.Lock()
 	w.pending[id] = struct{}{}
 	if wait {
-		ch = make(chan struct{})
+		ch = make(chan bool, 1)
 		if w.lease == 0 {
-			// No lease (etcd away): the peers treat this node as unknown
-			// and send it every group message; do not hold the bind.
-			close(ch)
+			ch <- false // etcd away: not written before etcd is back
 		} else {
 			w.waiters = append(w.waiters, ch)
 		}
@@ -100,6 +99,14 @@ func (w *presenceWriter) changed(id string, wait bool) <-chan struct{} {
 	w.mu.Unlock()
 	w.signal()
 	return ch
+}
+
+// markDirty records that a change may be invisible to the peers; the next
+// successful write tells them it is not any more.
+func (w *presenceWriter) markDirty() {
+	w.mu.Lock()
+	w.dirty = true
+	w.mu.Unlock()
 }
 
 // setLease is called by the registration: a new lease (after replay) or 0.
@@ -116,12 +123,12 @@ func (w *presenceWriter) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			w.release(w.takeWaiters())
+			w.release(w.takeWaiters(), false)
 			return
 		case <-w.kick:
 		}
 		if !etcdwatch.Sleep(ctx, max(wait, presenceWindow)) {
-			w.release(w.takeWaiters())
+			w.release(w.takeWaiters(), false)
 			return
 		}
 		w.mu.Lock()
@@ -130,7 +137,7 @@ func (w *presenceWriter) run(ctx context.Context) {
 			waiters := w.waiters
 			w.waiters = nil
 			w.mu.Unlock()
-			w.release(waiters)
+			w.release(waiters, lease != 0)
 			continue
 		}
 		ids := make([]string, 0, len(w.pending))
@@ -156,7 +163,7 @@ func (w *presenceWriter) run(ctx context.Context) {
 				w.log.Warn("writing presence to etcd failed; peers send this node every group message until it is written", zap.Error(err))
 			}
 			w.announce(ctx, &servers.PresenceOp{Dirty: true})
-			w.release(waiters)
+			w.release(waiters, false)
 			wait = etcdwatch.Next(wait, 250*time.Millisecond)
 			w.signal()
 			continue
@@ -168,11 +175,11 @@ func (w *presenceWriter) run(ctx context.Context) {
 		if len(waiters) > 0 || wasDirty {
 			w.announce(ctx, &servers.PresenceOp{Rev: rev})
 		}
-		w.release(waiters)
+		w.release(waiters, true)
 	}
 }
 
-func (w *presenceWriter) takeWaiters() []chan struct{} {
+func (w *presenceWriter) takeWaiters() []chan bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	ws := w.waiters
@@ -180,9 +187,9 @@ func (w *presenceWriter) takeWaiters() []chan struct{} {
 	return ws
 }
 
-func (w *presenceWriter) release(ws []chan struct{}) {
+func (w *presenceWriter) release(ws []chan bool, ok bool) {
 	for _, ch := range ws {
-		close(ch)
+		ch <- ok
 	}
 }
 
@@ -444,8 +451,28 @@ func decodeEntry(node ident.NodeID, id string, val []byte) (*entry, bool) {
 var _ servers.Presence = (*Cluster)(nil)
 
 // PresenceChanged implements servers.Presence.
-func (c *Cluster) PresenceChanged(clientID string, wait bool) <-chan struct{} {
-	return c.writer.changed(clientID, wait)
+func (c *Cluster) PresenceChanged(clientID string) { c.writer.changed(clientID, false) }
+
+// PresenceSync implements servers.Presence: it waits (at most within/2)
+// until the client's presence is written and every reachable peer has
+// applied it; otherwise it tells the peers (at most within/2) that this
+// node's presence is not current, so that they send it every group and
+// user message until a later write is.
+func (c *Cluster) PresenceSync(clientID string, within time.Duration) {
+	ch := c.writer.changed(clientID, true)
+	t := time.NewTimer(within / 2)
+	defer t.Stop()
+	select {
+	case ok := <-ch:
+		if ok {
+			return
+		}
+	case <-t.C:
+	}
+	c.writer.markDirty()
+	ctx, cancel := context.WithTimeout(c.ctx, within/2)
+	defer cancel()
+	c.announce(ctx, &servers.PresenceOp{Dirty: true})
 }
 
 // trusted reports whether group sends may follow the cache.

@@ -533,3 +533,95 @@ func TestColdStartNo10006AfterReady(t *testing.T) {
 		t.Fatalf("%d of %d binds of online clients answered 10006", offline, binds)
 	}
 }
+
+// TestBindsDuringEtcdOutage binds clients while etcd is down (before and
+// after the leases expire): group sends through other nodes reach them,
+// and once etcd is back every node's lists are exact.
+func TestBindsDuringEtcdOutage(t *testing.T) {
+	c := newCluster(t, 3)
+	c.register("app")
+	time.Sleep(2100 * time.Millisecond) // past every node's young window
+	c.etcd.kill9()
+	down := time.Now()
+	var members []*counter
+	bindAndSend := func(round int) {
+		t.Helper()
+		group := fmt.Sprintf("late-%d", round)
+		var ks []*counter
+		for i, n := range c.nodes {
+			cl := c.dialNode(n, "app")
+			via := c.nodes[(i+1)%3]
+			if r, err := c.tryPost(via.url+apiPrefix, "bind_to_group", "app", map[string]any{"clientId": cl.currentID(), "groupName": group}); err != nil || r.Code != 0 {
+				t.Fatalf("bind while etcd is down: %v %v", r, err)
+			}
+			ks = append(ks, count(cl))
+		}
+		members = append(members, ks...)
+		for i, n := range c.nodes {
+			r, err := c.tryPost(n.url+apiPrefix, "send_to_group", "app", map[string]any{"groupName": group, "data": i})
+			if err != nil || r.Code != 0 {
+				t.Fatalf("send while etcd is down: %v %v", r, err)
+			}
+			var res sendResult
+			r.decode(t, &res)
+			if res.Recipients != 3 || len(res.Unreachable) != 0 {
+				t.Fatalf("round %d, send through node %d %v after etcd went down: %s, want 3 recipients", round, i, time.Since(down).Round(time.Millisecond), r)
+			}
+			for _, k := range ks {
+				deadline := time.Now().Add(5 * time.Second)
+				for !k.has(res.MessageID) {
+					if time.Now().After(deadline) {
+						t.Fatalf("round %d: a member bound while etcd was down missed a group message", round)
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+		}
+	}
+	bindAndSend(0) // leases still alive
+	time.Sleep(4 * time.Second)
+	bindAndSend(1) // leases expired
+	time.Sleep(25 * time.Second)
+	bindAndSend(2)
+	c.etcd.restart()
+	for _, n := range c.nodes {
+		if !c.waitReady(n, 5*time.Second) {
+			t.Fatalf("node %d not ready after etcd's return", n.idx)
+		}
+	}
+	// Lists converge: every node lists the 9 clients, by group too.
+	want := map[string]bool{}
+	for _, k := range members {
+		want[k.cl.currentID()] = true
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, n := range c.nodes {
+		for {
+			r, err := c.tryPost(n.url+apiPrefix, "get_online_list", "app", map[string]any{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var l listResult
+			r.decode(t, &l)
+			exact := l.Count == len(want)
+			for _, id := range l.List {
+				exact = exact && want[id]
+			}
+			if exact {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d lists %d clients after etcd's return, want exactly the %d online", n.idx, l.Count, len(want))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		for round := range 3 {
+			r, _ := c.tryPost(n.url+apiPrefix, "get_online_list", "app", map[string]any{"groupName": fmt.Sprintf("late-%d", round)})
+			var l listResult
+			r.decode(t, &l)
+			if l.Count != 3 {
+				t.Fatalf("node %d lists %d members of late-%d, want 3", n.idx, l.Count, round)
+			}
+		}
+	}
+}
