@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -218,17 +216,6 @@ func (n *node) stop() (int, time.Duration) {
 	return n.stopCode, n.stopDur
 }
 
-// kill ends the node with SIGKILL (a crash) and waits for it.
-func (n *node) kill() {
-	_ = n.cmd.Process.Kill()
-	select {
-	case <-n.done:
-	case <-time.After(10 * time.Second):
-		n.t.Errorf("node %s did not die of SIGKILL within 10s", n.url)
-	}
-	n.stop()
-}
-
 // wsURL is the WebSocket endpoint for systemID on the main path.
 func (n *node) wsURL(systemID string) string {
 	return n.wsURLAt("/api/websocket/ws", systemID)
@@ -238,24 +225,14 @@ func (n *node) wsURLAt(path, systemID string) string {
 	return "ws://127.0.0.1:" + strconv.Itoa(n.port) + path + "?systemId=" + urlQueryEscape(systemID)
 }
 
-// runBinary runs the binary with args and env (GOWS_ variables of the test
-// process removed), bounded by timeout; it returns the exit code (-1 when it
-// had to be killed) and the combined output.
-func runBinary(t testing.TB, timeout time.Duration, env map[string]string, args ...string) (int, string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binPath, args...)
-	cmd.Env = nodeproc.Env(env)
-	cmd.Dir = t.TempDir()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	var buf bytes.Buffer
-	cmd.Stdout = &buf
-	cmd.Stderr = &buf
-	cmd.WaitDelay = 2 * time.Second
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		return -1, buf.String()
+// baseEnv is a complete, valid environment for a node that is not started
+// through startNode.
+func baseEnv(t *testing.T, dataDir string) map[string]string {
+	return map[string]string{
+		"GOWS_SERVER_HOST":     "127.0.0.1",
+		"GOWS_SERVER_HTTPPORT": strconv.Itoa(nodeproc.FreePort(t)),
+		"GOWS_SERVER_RPCPORT":  strconv.Itoa(nodeproc.FreePort(t)),
+		"GOWS_SERVER_DATADIR":  dataDir,
+		"GOWS_LOG_LEVEL":       "warn",
 	}
-	return nodeproc.ExitCode(err), buf.String()
 }

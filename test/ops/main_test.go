@@ -1,5 +1,6 @@
 // Package ops tests what an operator sees of a running node: the Prometheus
-// metrics at /metrics move by exactly the traffic that was sent.
+// metrics at /metrics move by exactly the traffic that was sent, the health
+// endpoints, logs, configuration errors, restarts and the graceful shutdown.
 //
 // TestMain builds the server binary from the repository root (go build -o BIN .);
 // each test starts its own node process on a free loopback port with a
@@ -13,17 +14,17 @@ package ops
 
 import (
 	"bytes"
-	"fmt"
+	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-websocket/go-websocket/test/internal/nodeproc"
+	"github.com/go-websocket/go-websocket/test/internal/wstest"
 )
 
 var (
@@ -32,112 +33,128 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
+	os.Exit(nodeproc.RunSuite(m, nodeproc.Suite{Name: "ops", BinEnv: "OPS_GOWS_BIN", TmpPattern: "gows-ops-bin-", Parallel: 4},
+		func(_, conf, bin string) { confPath, binPath = conf, bin }))
 }
 
-func run(m *testing.M) int {
-	root, err := nodeproc.RepoRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ops:", err)
-		return 1
-	}
-	confPath = filepath.Join(root, "conf.ini")
-	bin, cleanup, err := nodeproc.ServerBinary(root, "OPS_GOWS_BIN", "gows-ops-bin-")
-	defer cleanup()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ops:", err)
-		return 1
-	}
-	binPath = bin
-	return m.Run()
-}
-
-// node is one server process.
+// node is one server process with its API client.
 type node struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	url  string
-	ws   string // ws://127.0.0.1:PORT
-	out  *bytes.Buffer
-	done chan error
+	*nodeproc.Node
+	t      testing.TB
+	api    *wstest.API
+	killed bool // ended with SIGKILL: no exit code to check
+}
+
+// startNode runs the binary with conf.ini and env, and waits until GET
+// /healthz answers 200. The node is stopped when the test ends, and must
+// then exit 0.
+func startNode(t testing.TB, env map[string]string) *node {
+	t.Helper()
+	return wrap(t, nodeproc.Start(t, binPath, confPath, env))
+}
+
+func wrap(t testing.TB, p *nodeproc.Node) *node {
+	n := &node{Node: p, t: t, api: &wstest.API{URL: p.URL, Client: p.HC}}
+	t.Cleanup(func() {
+		if code, _ := n.Stop(); code != 0 && !n.killed {
+			t.Errorf("node exited with %d after SIGTERM", code)
+		}
+	})
+	return n
+}
+
+// call calls an endpoint (body: raw JSON as string or []byte, or a value to
+// encode); systemID "" sends no header.
+func (n *node) call(endpoint, systemID string, body any) *wstest.Resp {
+	n.t.Helper()
+	return n.api.Call(n.t, endpoint, systemID, body)
+}
+
+// must requires code 0 (and HTTP 200) and returns data.
+func (n *node) must(endpoint, systemID string, body any) json.RawMessage {
+	n.t.Helper()
+	return n.api.OK(n.t, endpoint, systemID, body)
+}
+
+// fail requires the error code and its HTTP status.
+func (n *node) fail(endpoint, systemID string, body any, code int) {
+	n.t.Helper()
+	if r := n.call(endpoint, systemID, body); r.Code != code || r.Status != wstest.StatusOfCode[code] {
+		n.t.Errorf("%s: want code %d / HTTP %d", r, code, wstest.StatusOfCode[code])
+	}
+}
+
+// kill ends the node with SIGKILL (a crash) and waits for it.
+func (n *node) kill() {
+	n.killed = true
+	n.Kill()
+}
+
+// register registers systemID; the answer must name it.
+func (n *node) register(systemID string) {
+	n.t.Helper()
+	var d struct {
+		SystemID string `json:"systemId"`
+	}
+	wstest.Decode(n.t, n.must("register", "", map[string]string{"systemId": systemID}), &d)
+	if d.SystemID != systemID {
+		n.t.Fatalf("register %q answered systemId %q", systemID, d.SystemID)
+	}
+}
+
+// bind puts a client into a group (no userId, no extend); data must be {}.
+func (n *node) bind(systemID, clientID, group string) {
+	n.t.Helper()
+	data := n.must("bind_to_group", systemID, map[string]any{
+		"clientId": clientID, "groupName": group, "sendUserId": "admin", "userId": "", "extend": "",
+	})
+	if string(bytes.TrimSpace(data)) != "{}" {
+		n.t.Errorf("bind_to_group data %s, want {}", data)
+	}
+}
+
+// dial connects a client of systemID (it is aborted when the test ends).
+func (n *node) dial(systemID string) *wstest.Client {
+	n.t.Helper()
+	return wstest.MustDial(n.t, n.URL, systemID, wstest.Options{})
+}
+
+// sendToClient pushes data (raw JSON) to one client and returns the messageId.
+func (n *node) sendToClient(systemID, clientID, data string) string {
+	n.t.Helper()
+	var d struct {
+		MessageID string `json:"messageId"`
+	}
+	wstest.Decode(n.t, n.must("send_to_client", systemID, `{"clientId":`+jsonStr(clientID)+`,"sendUserId":"u1","code":7,"msg":"hi","data":`+data+`}`), &d)
+	wstest.CheckMessageID(n.t, d.MessageID)
+	return d.MessageID
+}
+
+func jsonStr(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
-// startNode runs the binary with conf.ini and env, and waits until GET
-// /healthz answers 200. The node is stopped when the test ends.
-func startNode(t *testing.T, env map[string]string) *node {
+// runBinary runs the binary with args and env (GOWS_ variables of the test
+// process removed), bounded by timeout; it returns the exit code (-1 when it
+// had to be killed) and the combined output.
+func runBinary(t testing.TB, timeout time.Duration, env map[string]string, args ...string) (int, string) {
 	t.Helper()
-	port := nodeproc.FreePort(t)
-	full := map[string]string{
-		"GOWS_SERVER_HOST":     "127.0.0.1",
-		"GOWS_SERVER_HTTPPORT": strconv.Itoa(port),
-		"GOWS_SERVER_RPCPORT":  strconv.Itoa(nodeproc.FreePort(t)),
-		"GOWS_SERVER_DATADIR":  t.TempDir(),
-		"GOWS_LOG_LEVEL":       "warn",
-		"GOWS_CLUSTER_ENABLED": "false",
-	}
-	for k, v := range env {
-		full[k] = v
-	}
-	cmd := exec.Command(binPath, "-c", confPath)
-	cmd.Env = nodeproc.Env(full)
-	n := &node{t: t, cmd: cmd, out: &bytes.Buffer{}, done: make(chan error, 1),
-		url: "http://127.0.0.1:" + strconv.Itoa(port), ws: "ws://127.0.0.1:" + strconv.Itoa(port)}
-	cmd.Stdout = &lockedWriter{w: n.out}
-	cmd.Stderr = cmd.Stdout
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, args...)
+	cmd.Env = nodeproc.Env(env)
+	cmd.Dir = t.TempDir()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", binPath, err)
+	var buf bytes.Buffer
+	cmd.Stdout = &buf
+	cmd.Stderr = &buf
+	cmd.WaitDelay = 2 * time.Second
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		return -1, buf.String()
 	}
-	go func() { n.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if code := n.stop(); code != 0 {
-			t.Errorf("node exited with %d after SIGTERM", code)
-		}
-		if t.Failed() {
-			t.Logf("---- node output ----\n%s\n----", n.output())
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for i := 0; i < 1500 && time.Now().Before(deadline); i++ {
-		select {
-		case err := <-n.done:
-			n.done <- err
-			t.Fatalf("node exited before it was ready: %v\n%s", err, n.output())
-		default:
-		}
-		if resp, err := httpClient.Get(n.url + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return n
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("GET /healthz did not answer 200 within 15 s\n%s", n.output())
-	return nil
-}
-
-// stop sends SIGTERM to the process this test started and returns its exit
-// code (SIGKILL after 15 s).
-func (n *node) stop() int {
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
-	var err error
-	select {
-	case err = <-n.done:
-	case <-time.After(15 * time.Second):
-		n.t.Errorf("node pid %d did not exit within 15 s of SIGTERM: killed", n.cmd.Process.Pid)
-		_ = n.cmd.Process.Kill()
-		err = <-n.done
-	}
-	n.done <- err // later calls see the same
-	return nodeproc.ExitCode(err)
-}
-
-func (n *node) output() string {
-	if lw, ok := n.cmd.Stdout.(*lockedWriter); ok {
-		return lw.String()
-	}
-	return ""
+	return nodeproc.ExitCode(err), buf.String()
 }

@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,24 +18,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/go-websocket/go-websocket/test/internal/wstest"
 )
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.String()
-}
 
 // ---------- /metrics ----------
 
@@ -44,7 +28,7 @@ type scrape map[string]*dto.MetricFamily
 
 func (n *node) metrics() scrape {
 	n.t.Helper()
-	resp, err := httpClient.Get(n.url + "/metrics")
+	resp, err := httpClient.Get(n.URL + "/metrics")
 	if err != nil {
 		n.t.Fatalf("GET /metrics: %v", err)
 	}
@@ -120,113 +104,6 @@ func (s series) String() string {
 	return s.name + "{" + b.String() + "}"
 }
 
-// ---------- the HTTP API and WebSocket clients ----------
-
-type envelope struct {
-	Code int             `json:"code"`
-	Msg  string          `json:"msg"`
-	Data json.RawMessage `json:"data"`
-}
-
-// post calls an endpoint with a raw body; systemID "" sends no header.
-func (n *node) post(endpoint, systemID string, body []byte) envelope {
-	n.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, n.url+"/api/websocket/"+endpoint, bytes.NewReader(body))
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if systemID != "" {
-		req.Header.Set("systemId", systemID)
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		n.t.Fatalf("POST %s: %v", endpoint, err)
-	}
-	defer resp.Body.Close()
-	var env envelope
-	b, _ := io.ReadAll(resp.Body)
-	if err := json.Unmarshal(b, &env); err != nil {
-		n.t.Fatalf("POST %s: HTTP %d, body %q is not an envelope", endpoint, resp.StatusCode, b)
-	}
-	return env
-}
-
-func (n *node) call(endpoint, systemID string, body any) envelope {
-	n.t.Helper()
-	b, err := json.Marshal(body)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	return n.post(endpoint, systemID, b)
-}
-
-func (n *node) must(endpoint, systemID string, body any) envelope {
-	n.t.Helper()
-	env := n.call(endpoint, systemID, body)
-	if env.Code != 0 {
-		n.t.Fatalf("%s: code %d %s", endpoint, env.Code, env.Msg)
-	}
-	return env
-}
-
-// client is a WebSocket client that reads every frame in the background.
-type client struct {
-	id     string
-	conn   *websocket.Conn
-	mu     sync.Mutex
-	frames []string
-	closed chan struct{}
-}
-
-func (n *node) dial(systemID string) *client {
-	n.t.Helper()
-	return n.dialWith(systemID, websocket.Dialer{HandshakeTimeout: 5 * time.Second}, true)
-}
-
-func (n *node) dialWith(systemID string, d websocket.Dialer, read bool) *client {
-	n.t.Helper()
-	conn, resp, err := d.Dial(n.ws+"/api/websocket/ws?systemId="+systemID, nil)
-	if err != nil {
-		n.t.Fatalf("dial: %v", err)
-	}
-	resp.Body.Close()
-	n.t.Cleanup(func() { conn.Close() })
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var first struct {
-		Code int `json:"code"`
-		Data struct {
-			ClientID string `json:"clientId"`
-		} `json:"data"`
-	}
-	if err := conn.ReadJSON(&first); err != nil || first.Code != 0 || first.Data.ClientID == "" {
-		n.t.Fatalf("first frame %+v: %v", first, err)
-	}
-	_ = conn.SetReadDeadline(time.Time{})
-	c := &client{id: first.Data.ClientID, conn: conn, closed: make(chan struct{})}
-	if read {
-		go func() {
-			defer close(c.closed)
-			for {
-				_, b, err := conn.ReadMessage()
-				if err != nil {
-					return
-				}
-				c.mu.Lock()
-				c.frames = append(c.frames, string(b))
-				c.mu.Unlock()
-			}
-		}()
-	}
-	return c
-}
-
-func (c *client) count() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.frames)
-}
-
 // ---------- the test ----------
 
 // TestMetricsMoveByTheTraffic sends known traffic to a node and checks that
@@ -254,57 +131,51 @@ func TestMetricsMoveByTheTraffic(t *testing.T) {
 	}
 
 	// A refused connect: an unknown system.
-	if c, resp, err := (&websocket.Dialer{HandshakeTimeout: 5 * time.Second}).Dial(n.ws+"/api/websocket/ws?systemId=nobody", nil); err == nil {
-		resp.Body.Close()
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		for {
-			if _, _, err := c.ReadMessage(); err != nil {
-				break
-			}
-		}
-		c.Close()
+	if c, err := wstest.Dial(n.URL, "nobody", wstest.Options{NoWelcome: true}); err == nil {
+		_, _, _ = c.Drain(5 * time.Second)
+		c.Abort()
 	}
 
-	clients := make([]*client, N)
+	clients := make([]*wstest.Client, N)
 	for i := range clients {
 		clients[i] = n.dial(sys)
 	}
 	ids := map[string]bool{}
 	for _, c := range clients {
-		ids[c.id] = true
+		ids[c.ID] = true
 	}
 
 	// K unicasts to client 0.
 	for i := 0; i < K; i++ {
-		n.must("send_to_client", sys, map[string]any{"clientId": clients[0].id, "data": map[string]int{"i": i}})
+		n.must("send_to_client", sys, map[string]any{"clientId": clients[0].ID, "data": map[string]int{"i": i}})
 		scCalls++
 	}
 	pushed += K
 
 	// M clients join a group: the i-th join reaches i members (1001 events).
 	for i := 1; i <= M; i++ {
-		n.must("bind_to_group", sys, map[string]string{"clientId": clients[i].id, "groupName": "room", "userId": fmt.Sprint("u", i)})
+		n.must("bind_to_group", sys, map[string]string{"clientId": clients[i].ID, "groupName": "room", "userId": fmt.Sprint("u", i)})
 		pushed += i
 	}
 	// One message to the group of M.
 	var gr struct {
 		Recipients int `json:"recipients"`
 	}
-	env := n.must("send_to_group", sys, map[string]any{"groupName": "room", "data": "hello room"})
-	if err := json.Unmarshal(env.Data, &gr); err != nil || gr.Recipients != M {
-		t.Fatalf("send_to_group: %s (%v), want %d recipients", env.Data, err, M)
+	data := n.must("send_to_group", sys, map[string]any{"groupName": "room", "data": "hello room"})
+	if err := json.Unmarshal(data, &gr); err != nil || gr.Recipients != M {
+		t.Fatalf("send_to_group: %s (%v), want %d recipients", data, err, M)
 	}
 	pushed += M
 
 	// close_client on a member: it is kicked; the other M-1 get a 1002.
-	n.must("close_client", sys, map[string]string{"clientId": clients[M].id})
+	n.must("close_client", sys, map[string]string{"clientId": clients[M].ID})
 	pushed += M - 1
 
 	// Client N-1 (in no group) closes by itself: a normal disconnect.
 	last := clients[N-1]
-	_ = last.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"), time.Now().Add(time.Second))
+	_ = last.Conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"), time.Now().Add(time.Second))
 	select {
-	case <-last.closed:
+	case <-last.Done():
 	case <-time.After(5 * time.Second):
 		t.Fatal("the server did not answer the client's close")
 	}
@@ -317,7 +188,7 @@ func TestMetricsMoveByTheTraffic(t *testing.T) {
 	if env := n.call("send_to_group", "", map[string]any{"groupName": "room", "data": 1}); env.Code != 10002 {
 		t.Fatalf("send_to_group without systemId: code %d", env.Code)
 	}
-	if env := n.post("send_to_client", sys, []byte(`{"clientId": `)); env.Code != 10001 {
+	if env := n.call("send_to_client", sys, []byte(`{"clientId": `)); env.Code != 10001 {
 		t.Fatalf("malformed JSON: code %d", env.Code)
 	}
 	scCalls++
@@ -341,12 +212,12 @@ func TestMetricsMoveByTheTraffic(t *testing.T) {
 			return d.Dial(network, addr)
 		},
 	}
-	slow := n.dialWith(sys, slowDialer, false)
-	ids[slow.id] = true
-	big, _ := json.Marshal(map[string]any{"clientId": slow.id, "data": strings.Repeat("x", 256<<10)})
+	slow := wstest.MustDial(t, n.URL, sys, wstest.Options{Dialer: &slowDialer, NoReader: true})
+	ids[slow.ID] = true
+	big, _ := json.Marshal(map[string]any{"clientId": slow.ID, "data": strings.Repeat("x", 256<<10)})
 	slowOK, overflowed := 0, false
 	for i := 0; i < 400; i++ {
-		env := n.post("send_to_client", sys, big)
+		env := n.call("send_to_client", sys, big)
 		scCalls++
 		if env.Code == 10006 {
 			overflowed = true
@@ -420,7 +291,7 @@ func TestMetricsMoveByTheTraffic(t *testing.T) {
 	for i, want := range map[int]int{0: K, 1: M + 1 + 1, 2: (M - 1) + 1 + 1} {
 		got := 0
 		for j := 0; j < 100; j++ {
-			if got = clients[i].count(); got >= want {
+			if got = clients[i].Pending(); got >= want {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -475,7 +346,7 @@ func TestBinaryServesPagesAndStats(t *testing.T) {
 		"{ web.Register(e, protect, node, len(cfg.Security.APITokens) == 0) }}"
 	n := startNode(t, nil)
 	for path, ctype := range map[string]string{"/": "text/html", "/dashboard": "text/html", "/static/demo.js": "text/javascript"} {
-		resp, err := httpClient.Get(n.url + path)
+		resp, err := httpClient.Get(n.URL + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -492,9 +363,9 @@ func TestBinaryServesPagesAndStats(t *testing.T) {
 	n.must("register", "", map[string]string{"systemId": "shop"})
 	a, b := n.dial("shop"), n.dial("shop")
 	for i := 0; i < 3; i++ {
-		n.must("send_to_client", "shop", map[string]any{"clientId": a.id, "data": i})
+		n.must("send_to_client", "shop", map[string]any{"clientId": a.ID, "data": i})
 	}
-	n.must("send_to_client", "shop", map[string]any{"clientId": b.id, "data": "x"})
+	n.must("send_to_client", "shop", map[string]any{"clientId": b.ID, "data": "x"})
 
 	var st struct {
 		Nodes []struct {
@@ -512,21 +383,18 @@ func TestBinaryServesPagesAndStats(t *testing.T) {
 			SlowConsumerCloses float64        `json:"slowConsumerCloses"`
 		} `json:"totals"`
 	}
-	resp, err := httpClient.Get(n.url + "/api/websocket/stats")
+	env, err := n.api.Do(http.MethodGet, "/api/websocket/stats", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var env envelope
-	err = json.NewDecoder(resp.Body).Decode(&env)
-	resp.Body.Close()
-	if err != nil || env.Code != 0 {
-		t.Fatalf("GET /api/websocket/stats: HTTP %d code %d %v\n%s", resp.StatusCode, env.Code, err, wiring)
+	if err := wstest.CheckEnvelope(env); err != nil || env.Code != 0 {
+		t.Fatalf("GET /api/websocket/stats: HTTP %d code %d %v\n%s", env.Status, env.Code, err, wiring)
 	}
 	if err := json.Unmarshal(env.Data, &st); err != nil {
 		t.Fatal(err)
 	}
 	m := n.metrics()
-	if len(st.Nodes) != 1 || st.Nodes[0].HTTPAddr != strings.TrimPrefix(n.url, "http://") || st.Unreachable == nil {
+	if len(st.Nodes) != 1 || st.Nodes[0].HTTPAddr != strings.TrimPrefix(n.URL, "http://") || st.Unreachable == nil {
 		t.Errorf("stats nodes %+v unreachable %v", st.Nodes, st.Unreachable)
 	}
 	if st.Totals.Nodes != 1 || st.Totals.Connections != 2 || st.Totals.Systems["shop"] != 2 ||
@@ -542,27 +410,19 @@ func TestBinaryServesPagesAndStats(t *testing.T) {
 	// With an API token the stats need it, like the API; the pages stay public.
 	const token = "ops-token-1234567890"
 	p := startNode(t, map[string]string{"GOWS_SECURITY_APITOKENS": token})
-	resp, err = httpClient.Get(p.url + "/api/websocket/stats")
-	if err != nil {
+	if env, err = p.api.Do(http.MethodGet, "/api/websocket/stats", nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	_ = json.NewDecoder(resp.Body).Decode(&env)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized || env.Code != 10005 {
-		t.Errorf("stats without the token: HTTP %d code %d, want 401 / 10005", resp.StatusCode, env.Code)
+	if env.Status != http.StatusUnauthorized || env.Code != 10005 {
+		t.Errorf("stats without the token: HTTP %d code %d, want 401 / 10005", env.Status, env.Code)
 	}
-	req, _ := http.NewRequest(http.MethodGet, p.url+"/api/websocket/stats", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err = httpClient.Do(req)
-	if err != nil {
+	if env, err = p.api.Do(http.MethodGet, "/api/websocket/stats", http.Header{"Authorization": {"Bearer " + token}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	_ = json.NewDecoder(resp.Body).Decode(&env)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || env.Code != 0 {
-		t.Errorf("stats with the token: HTTP %d code %d", resp.StatusCode, env.Code)
+	if env.Status != http.StatusOK || env.Code != 0 {
+		t.Errorf("stats with the token: HTTP %d code %d", env.Status, env.Code)
 	}
-	resp, err = httpClient.Get(p.url + "/")
+	resp, err := httpClient.Get(p.URL + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
