@@ -91,6 +91,9 @@ func (r *Resp) parse() bool {
 // error. It sets Code, Msg and Data.
 func CheckEnvelope(r *Resp) error {
 	var problems []string
+	if r.ContentType == "" && r.Header != nil {
+		r.ContentType = r.Header.Get("Content-Type")
+	}
 	if r.ContentType != JSONContentType {
 		problems = append(problems, fmt.Sprintf("Content-Type %q, want %q", r.ContentType, JSONContentType))
 	}
@@ -175,6 +178,12 @@ func (a *API) Do(method, path string, h http.Header, body []byte) (*Resp, error)
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
+	return a.DoReader(method, path, h, rd)
+}
+
+// DoReader is Do with the body read from rd (nil: none); a reader of
+// unknown length is sent chunked.
+func (a *API) DoReader(method, path string, h http.Header, rd io.Reader) (*Resp, error) {
 	req, err := http.NewRequest(method, a.URL+path, rd)
 	if err != nil {
 		return nil, err

@@ -349,6 +349,16 @@ func (c *Client) Drain(d time.Duration) (frames [][]byte, err error, ok bool) {
 	return frames, err, ok
 }
 
+// CloseFrames waits at most d for the connection to end and returns the
+// close code (see CloseCode), the frames still queued and how it ended.
+func (c *Client) CloseFrames(d time.Duration) (int, [][]byte, error) {
+	frames, err, ok := c.Drain(d)
+	if !ok {
+		return StillOpen, frames, errors.New("connection still open")
+	}
+	return CodeOf(err), frames, err
+}
+
 // Close codes CloseCode returns when there is none.
 const (
 	NoCloseFrame = -1 // the connection ended without a close frame
@@ -419,11 +429,7 @@ func Refused(t testing.TB, base, systemID string, o Options, code, closeCode int
 // frame, the error envelope with code and a msg, then closeCode.
 func CheckRefusal(t testing.TB, c *Client, code, closeCode int, what string) {
 	t.Helper()
-	got, err, ok := c.Drain(5 * time.Second)
-	cc := StillOpen
-	if ok {
-		cc = CodeOf(err)
-	}
+	cc, got, err := c.CloseFrames(5 * time.Second)
 	if len(got) != 1 {
 		t.Errorf("%s: want exactly one error frame before the close, got %d: %q (%v)", what, len(got), got, err)
 	} else {

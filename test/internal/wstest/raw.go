@@ -115,6 +115,12 @@ func (r *Raw) ReadWelcome() (Welcome, error) {
 	return ParseWelcome(p)
 }
 
+// WelcomeID reads the welcome and returns its clientId.
+func (r *Raw) WelcomeID() (string, error) {
+	w, err := r.ReadWelcome()
+	return w.ClientID, err
+}
+
 // WaitEnd reads until the server closes: it returns the close code of the
 // server's first close frame (NoCloseFrame when none came, 1005 for an
 // empty one), whether the TCP connection ended before d passed, and how many
