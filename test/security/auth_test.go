@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/go-websocket/go-websocket/test/internal/wstest"
 )
 
 // validBody is a well-formed body for ep, so that a refusal can only be
@@ -48,7 +50,7 @@ func TestAPITokenRequired(t *testing.T) {
 	n.register(t, "s1")
 	c := n.dial(t, "s1") // no Authorization needed to connect
 	n.ok(t, "bind_to_group", "s1", map[string]string{"clientId": c.ID, "groupName": "g"})
-	if p := c.expect(t, 5*time.Second); p.Code != 1001 {
+	if p := c.NextFrame(t, 5*time.Second); p.Code != 1001 {
 		t.Fatalf("want the 1001 join event first, got code %d", p.Code)
 	}
 
@@ -63,6 +65,7 @@ func TestAPITokenRequired(t *testing.T) {
 		"token plus a suffix":     "Bearer " + tokA + "0",
 		"token in upper case":     "Bearer " + strings.ToUpper(tokA),
 		"Basic scheme":            "Basic " + base64.StdEncoding.EncodeToString([]byte("user:"+tokA)),
+		"Basic with the token":    "Basic " + base64.StdEncoding.EncodeToString([]byte(tokA)),
 		"token only in the query": "",
 	}
 	calls := 0
@@ -95,7 +98,7 @@ func TestAPITokenRequired(t *testing.T) {
 		t.Errorf("a refused unbind_from_group changed group g: %v", got)
 	}
 	mid := n.sendTo(t, "s1", c.ID, `"marker"`)
-	c.expectID(t, mid, "after refused calls (a refused push must not arrive)")
+	c.ExpectID(t, mid, "after refused calls (a refused push must not arrive)")
 
 	// Rotation: both tokens are accepted on both path sets.
 	for _, tok := range []string{tokA, tokB} {
@@ -110,7 +113,7 @@ func TestAPITokenRequired(t *testing.T) {
 				MessageID string `json:"messageId"`
 			}
 			decode(t, r.Data, &d)
-			c.expectID(t, d.MessageID, "push with a valid token")
+			c.ExpectID(t, d.MessageID, "push with a valid token")
 			sys := "rot-" + tok[:4] + "-" + strings.Trim(prefix, "/")
 			sys = strings.ReplaceAll(sys, "/", "-")
 			r = n.raw(t, prefix+"register", http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer " + tok}},
@@ -120,7 +123,7 @@ func TestAPITokenRequired(t *testing.T) {
 	}
 
 	// /healthz stays open.
-	resp, err := n.hc.Get(n.url + "/healthz")
+	resp, err := n.HC.Get(n.URL + "/healthz")
 	if err != nil {
 		t.Fatalf("GET /healthz: %v", err)
 	}
@@ -204,10 +207,10 @@ func TestConnectToken(t *testing.T) {
 	// The token's userId reaches membership events (bind without userId).
 	alice := n.dialOpts(t, "ct", dialOpt{userID: "alice-from-token"})
 	bob := n.dialOpts(t, "ct", dialOpt{userID: "bob-from-token"})
-	event := func(c *wsClient, code int, who, wantUser, what string) {
+	event := func(c *wstest.Client, code int, who, wantUser, what string) {
 		t.Helper()
-		p := c.expect(t, 5*time.Second)
-		var ev memberEvent
+		p := c.NextFrame(t, 5*time.Second)
+		var ev wstest.MemberEvent
 		if p.Code != code || json.Unmarshal(p.Data, &ev) != nil || ev.ClientID != who || ev.GroupName != "room" {
 			t.Errorf("%s: got code %d data %s, want a %d event for %s in room", what, p.Code, p.Data, code, who)
 			return
@@ -279,7 +282,7 @@ func TestStartupWarnings(t *testing.T) {
 	t.Run("default config", func(t *testing.T) {
 		t.Parallel()
 		n := startNode(t, nil)
-		log := n.log()
+		log := n.Output()
 		if len(find(log, apiOpen)) == 0 {
 			t.Errorf("no WARN line saying the API is open in the start-up log:\n%s", log)
 		}
@@ -290,7 +293,7 @@ func TestStartupWarnings(t *testing.T) {
 	t.Run("api tokens only", func(t *testing.T) {
 		t.Parallel()
 		n := startNode(t, env{kAPITokens: "t-" + randHex(8)})
-		log := n.log()
+		log := n.Output()
 		if l := find(log, apiOpen); len(l) > 0 {
 			t.Errorf("API tokens are set, but start-up still warns the API is open: %q", l)
 		}
@@ -301,7 +304,7 @@ func TestStartupWarnings(t *testing.T) {
 	t.Run("everything secured", func(t *testing.T) {
 		t.Parallel()
 		n := startNode(t, env{kAPITokens: "t-" + randHex(8), kConnectSecret: "s-" + randHex(8), kOrigins: "https://app.example.com"})
-		log := n.log()
+		log := n.Output()
 		if l := find(log, func(l string) bool {
 			return apiOpen(l) || wsOpen(l) || strings.Contains(l, "anyone") || strings.Contains(l, "origin")
 		}); len(l) > 0 {
@@ -320,11 +323,11 @@ func TestProtectedExtras(t *testing.T) {
 	t.Parallel()
 	get := func(t *testing.T, n *node, path, auth string) (int, http.Header, []byte) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, n.url+path, nil)
+		req, _ := http.NewRequest(http.MethodGet, n.URL+path, nil)
 		if auth != "" {
 			req.Header.Set("Authorization", auth)
 		}
-		resp, err := n.hc.Do(req)
+		resp, err := n.HC.Do(req)
 		if err != nil {
 			t.Fatalf("GET %s: %v", path, err)
 		}
@@ -349,8 +352,8 @@ func TestProtectedExtras(t *testing.T) {
 		for _, p := range []string{"/api/websocket/stats", "/debug/pprof/", "/debug/pprof/cmdline", "/debug/pprof/goroutine?debug=2"} {
 			for _, auth := range []string{"", "Bearer wrong-" + randHex(4), tok} {
 				st, h, b := get(t, n, p, auth)
-				r := &apiResp{Method: "GET", Path: p, Status: st, Header: h, Body: b}
-				if err := checkEnvelope(r); err != nil {
+				r := &wstest.Resp{Method: "GET", Path: p, Status: st, Header: h, Body: b}
+				if err := wstest.CheckEnvelope(r); err != nil {
 					t.Errorf("Authorization %q: %v", auth, err)
 				}
 				wantCode(t, r, 10005, "GET "+p+" without a valid token")

@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/go-websocket/go-websocket/test/internal/wstest"
 )
 
 // floodCase is one kind of invalid API request and the code it must get.
@@ -67,7 +69,7 @@ func (n *node) goroutines(t testing.TB) int {
 	t.Helper()
 	tr := &http.Transport{DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get(n.url + "/metrics")
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get(n.URL + "/metrics")
 	if err != nil {
 		t.Fatalf("GET /metrics: %v", err)
 	}
@@ -109,11 +111,11 @@ func TestHostileClients(t *testing.T) {
 	good := n.dial(t, "calm")
 
 	mid := n.sendTo(t, "calm", good.ID, `"before"`)
-	good.expectID(t, mid, "push before the attacks")
+	good.ExpectID(t, mid, "push before the attacks")
 	// Baseline: the good client and no idle API connection.
-	n.tr.CloseIdleConnections()
+	n.Tr.CloseIdleConnections()
 	baseline := 0
-	eventually(2*time.Second, func() bool { // settle: two equal readings
+	wstest.Poll(2*time.Second, func() bool { // settle: two equal readings
 		g := n.goroutines(t)
 		same := g == baseline
 		baseline = g
@@ -131,10 +133,10 @@ func TestHostileClients(t *testing.T) {
 	ctlClient := ctl.dial(t, "calm")
 	probe := startProbe(t, probeSpec{
 		Targets: []probeTarget{
-			{URL: n.url + mainPrefix + "is_online", Headers: n.headers("calm"), Body: `{"clientId":"` + good.ID + `"}`, Want: `"online":true`},
-			{URL: ctl.url + mainPrefix + "is_online", Headers: ctl.headers("calm"), Body: `{"clientId":"` + ctlClient.ID + `"}`, Want: `"online":true`},
+			{URL: n.URL + mainPrefix + "is_online", Headers: n.headers("calm"), Body: `{"clientId":"` + good.ID + `"}`, Want: `"online":true`},
+			{URL: ctl.URL + mainPrefix + "is_online", Headers: ctl.headers("calm"), Body: `{"clientId":"` + ctlClient.ID + `"}`, Want: `"online":true`},
 		},
-		Every: 50 * time.Millisecond, Min: 20, NodePID: n.cmd.Process.Pid,
+		Every: 50 * time.Millisecond, Min: 20, NodePID: n.Cmd.Process.Pid,
 	})
 
 	var floodSent atomic.Int64
@@ -154,19 +156,19 @@ func TestHostileClients(t *testing.T) {
 				b     []byte
 				codes []int
 			}{
-				{"reserved data opcode 0x3", clientFrame(0x83, []byte("x"), true), proto},
-				{"reserved control opcode 0xB", clientFrame(0x8b, nil, true), proto},
-				{"unmasked text frame", clientFrame(0x81, []byte("hello"), false), proto},
-				{"unmasked close frame", clientFrame(0x88, []byte{0x03, 0xe8}, false), proto},
-				{"RSV1 without an extension", clientFrame(0xc1, []byte("x"), true), proto},
-				{"ping with a 200-byte payload", clientFrame(0x89, make([]byte, 200), true), proto},
-				{"fragmented ping", clientFrame(0x09, []byte("x"), true), proto},
-				{"continuation without a start", clientFrame(0x80, []byte("x"), true), proto},
-				{"close with a 1-byte payload", clientFrame(0x88, []byte{1}, true), proto},
-				{"close with reserved code 1005", clientFrame(0x88, []byte{0x03, 0xed}, true), proto},
-				{"close with code 999", clientFrame(0x88, []byte{0x03, 0xe7}, true), proto},
+				{"reserved data opcode 0x3", wstest.ClientFrame(0x83, []byte("x"), true), proto},
+				{"reserved control opcode 0xB", wstest.ClientFrame(0x8b, nil, true), proto},
+				{"unmasked text frame", wstest.ClientFrame(0x81, []byte("hello"), false), proto},
+				{"unmasked close frame", wstest.ClientFrame(0x88, []byte{0x03, 0xe8}, false), proto},
+				{"RSV1 without an extension", wstest.ClientFrame(0xc1, []byte("x"), true), proto},
+				{"ping with a 200-byte payload", wstest.ClientFrame(0x89, make([]byte, 200), true), proto},
+				{"fragmented ping", wstest.ClientFrame(0x09, []byte("x"), true), proto},
+				{"continuation without a start", wstest.ClientFrame(0x80, []byte("x"), true), proto},
+				{"close with a 1-byte payload", wstest.ClientFrame(0x88, []byte{1}, true), proto},
+				{"close with reserved code 1005", wstest.ClientFrame(0x88, []byte{0x03, 0xed}, true), proto},
+				{"close with code 999", wstest.ClientFrame(0x88, []byte{0x03, 0xe7}, true), proto},
 				// RFC 6455 8.1 asks for a failure; an echoed close is harmless.
-				{"close reason not UTF-8", clientFrame(0x88, []byte{0x03, 0xe8, 0xff, 0xfe}, true), []int{1000, 1002, 1007}},
+				{"close reason not UTF-8", wstest.ClientFrame(0x88, []byte{0x03, 0xe8, 0xff, 0xfe}, true), []int{1000, 1002, 1007}},
 				{"random bytes", junk, nil},
 				{"an HTTP request after the upgrade", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), proto},
 			}
@@ -176,7 +178,7 @@ func TestHostileClients(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: upgrade: %v", tc.name, err)
 				}
-				id, err := rc.welcomeID()
+				id, err := rc.WelcomeID()
 				if err != nil {
 					t.Fatalf("%s: %v", tc.name, err)
 				}
@@ -184,11 +186,11 @@ func TestHostileClients(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if _, err := rc.nc.Write(tc.b); err != nil {
+					if _, err := rc.NC.Write(tc.b); err != nil {
 						t.Errorf("%s: write: %v", tc.name, err)
 						return
 					}
-					code, ended, after, err := rc.waitEnd(5 * time.Second)
+					code, ended, after, err := rc.WaitEnd(5 * time.Second)
 					if !ended {
 						t.Errorf("%s: the server did not close the connection within 5s (%v)", tc.name, err)
 						return
@@ -218,7 +220,7 @@ func TestHostileClients(t *testing.T) {
 				"no Host header":            "POST " + mainPrefix + "is_online HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
 			}
 			for name, req := range cases {
-				nc, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(n.port), 5*time.Second)
+				nc, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(n.Port), 5*time.Second)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -247,7 +249,7 @@ func TestHostileClients(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			id, err := rc.welcomeID()
+			id, err := rc.WelcomeID()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -255,7 +257,7 @@ func TestHostileClients(t *testing.T) {
 			hdr := []byte{0x82, 0x80 | 127}
 			hdr = binary.BigEndian.AppendUint64(hdr, 1<<30)
 			hdr = append(hdr, 1, 2, 3, 4)
-			if _, err := rc.nc.Write(hdr); err != nil {
+			if _, err := rc.NC.Write(hdr); err != nil {
 				t.Fatal(err)
 			}
 			stop := make(chan struct{})
@@ -269,14 +271,14 @@ func TestHostileClients(t *testing.T) {
 						return
 					case <-time.After(100 * time.Millisecond):
 					}
-					_ = rc.nc.SetWriteDeadline(time.Now().Add(time.Second))
-					if _, err := rc.nc.Write([]byte{byte(i)}); err != nil {
+					_ = rc.NC.SetWriteDeadline(time.Now().Add(time.Second))
+					if _, err := rc.NC.Write([]byte{byte(i)}); err != nil {
 						return
 					}
 					sent++
 				}
 			}()
-			code, ended, after, err := rc.waitEnd(6 * time.Second)
+			code, ended, after, err := rc.WaitEnd(6 * time.Second)
 			close(stop)
 			sent := <-trickled
 			if code != 1009 || !ended || after != 0 {
@@ -297,7 +299,7 @@ func TestHostileClients(t *testing.T) {
 			}
 			results := make(chan result, conns)
 			for i := 0; i < conns; i++ {
-				nc, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(n.port), 5*time.Second)
+				nc, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(n.Port), 5*time.Second)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -334,7 +336,7 @@ func TestHostileClients(t *testing.T) {
 			defer probeTr.CloseIdleConnections()
 			probe := &http.Client{Transport: probeTr, Timeout: 5 * time.Second}
 			for i := 0; i < 60; i++ {
-				r, err := send(probe, "POST", n.url+mainPrefix+"is_online", n.headers("calm"), strings.NewReader(`{"clientId":"`+good.ID+`"}`))
+				r, err := send(probe, "POST", n.URL+mainPrefix+"is_online", n.headers("calm"), strings.NewReader(`{"clientId":"`+good.ID+`"}`))
 				if err != nil || !strings.Contains(string(r.Data), "true") {
 					t.Errorf("is_online during slowloris: %v %v", r, err)
 				}
@@ -395,7 +397,7 @@ func TestHostileClients(t *testing.T) {
 						if fc.body != "" {
 							body = strings.NewReader(fc.body)
 						}
-						r, err := send(hc, fc.method, n.url+fc.path, h, body)
+						r, err := send(hc, fc.method, n.URL+fc.path, h, body)
 						if r != nil && r.Header.Get("Connection") == "close" {
 							closedByServer.Add(1)
 						}
@@ -431,13 +433,13 @@ func TestHostileClients(t *testing.T) {
 
 		t.Run("push during the flood", func(t *testing.T) {
 			t.Parallel()
-			if !eventually(60*time.Second, func() bool { return floodSent.Load() > 1000 }) {
+			if !wstest.Poll(60*time.Second, func() bool { return floodSent.Load() > 1000 }) {
 				t.Fatalf("the flood did not start")
 			}
 			for i := 0; i < 3; i++ {
 				start := time.Now()
 				mid := n.sendTo(t, "calm", good.ID, `"during-`+strconv.Itoa(i)+`"`)
-				p := good.expect(t, 2*time.Second)
+				p := good.NextFrame(t, 2*time.Second)
 				if p.MessageID != mid {
 					t.Errorf("push during the flood: got messageId %q, want %q", p.MessageID, mid)
 				}
@@ -459,14 +461,14 @@ func TestHostileClients(t *testing.T) {
 		n.waitOffline(t, "hostile", k.(string), 5*time.Second)
 		return true
 	})
-	if !eventually(5*time.Second, func() bool { return len(n.onlineList(t, "hostile", "")) == 0 }) {
+	if !wstest.Poll(5*time.Second, func() bool { return len(n.onlineList(t, "hostile", "")) == 0 }) {
 		t.Errorf("hostile clients still online: %v", n.onlineList(t, "hostile", ""))
 	}
-	good.expectID(t, n.sendTo(t, "calm", good.ID, `"after"`), "push after the attacks")
+	good.ExpectID(t, n.sendTo(t, "calm", good.ID, `"after"`), "push after the attacks")
 
-	n.tr.CloseIdleConnections()
+	n.Tr.CloseIdleConnections()
 	var last int
-	if !eventually(20*time.Second, func() bool { last = n.goroutines(t); return last <= baseline+5 }) {
+	if !wstest.Poll(20*time.Second, func() bool { last = n.goroutines(t); return last <= baseline+5 }) {
 		t.Errorf("the node's goroutines did not return to the baseline: %d before the attacks, %d 20 s after them", baseline, last)
 	}
 	t.Logf("goroutines: baseline %d, after %d", baseline, last)
@@ -478,10 +480,10 @@ func TestHostileClients(t *testing.T) {
 	if v := n.metric(t, "gows_api_requests_total", map[string]string{"code": "10011"}); v != 0 {
 		t.Errorf("%v requests answered with 10011 (internal error)", v)
 	}
-	if log := n.log(); strings.Contains(log, "panic") || strings.Contains(log, "internal error") {
+	if log := n.Output(); strings.Contains(log, "panic") || strings.Contains(log, "internal error") {
 		t.Errorf("the node's log mentions a panic or an internal error")
 	}
-	if !bytes.Contains([]byte(n.log()), []byte("request")) {
+	if !bytes.Contains([]byte(n.Output()), []byte("request")) {
 		t.Errorf("no request lines in the log")
 	}
 }

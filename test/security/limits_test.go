@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/go-websocket/go-websocket/test/internal/wstest"
 )
 
 // SPEC 2/5, README: an API body over server.maxBodyBytes gets 10007/413 (with
@@ -35,7 +37,7 @@ func TestBodyLimit(t *testing.T) {
 	// Without Content-Length (chunked): the limit holds while reading.
 	for _, ep := range []string{"send_to_system", "register", "send_to_client"} {
 		body := io.MultiReader(strings.NewReader(`{"clientId":"`+c.ID+`","systemId":"x","data":"`), strings.NewReader(strings.Repeat("y", 4*limit)), strings.NewReader(`"}`))
-		r, err := send(n.hc, http.MethodPost, n.url+mainPrefix+ep, n.headers("body"), body)
+		r, err := send(n.HC, http.MethodPost, n.URL+mainPrefix+ep, n.headers("body"), body)
 		if r == nil {
 			t.Fatalf("chunked %s: %v", ep, err)
 		}
@@ -52,7 +54,7 @@ func TestBodyLimit(t *testing.T) {
 	}
 	r := n.post(t, "send_to_client", "body", atLimit)
 	wantCode(t, r, 0, "body of exactly maxBodyBytes")
-	if p := c.expect(t, 5*time.Second); len(p.Data) != pad+2 {
+	if p := c.NextFrame(t, 5*time.Second); len(p.Data) != pad+2 {
 		t.Errorf("pushed data of %d bytes, want %d", len(p.Data), pad+2)
 	}
 	if v := n.waitMetric(t, "gows_api_requests_total", map[string]string{"code": "10007"}, float64(2*len(endpoints)+3)); int(v) != 2*len(endpoints)+3 {
@@ -70,19 +72,19 @@ func TestFrameLimit(t *testing.T) {
 	n.register(t, "fr")
 
 	ok := n.dial(t, "fr")
-	if err := ok.conn.WriteMessage(websocket.TextMessage, bytes.Repeat([]byte("a"), limit)); err != nil {
+	if err := ok.Conn.WriteMessage(websocket.TextMessage, bytes.Repeat([]byte("a"), limit)); err != nil {
 		t.Fatal(err)
 	}
 	mid := n.sendTo(t, "fr", ok.ID, `"still here"`)
-	ok.expectID(t, mid, "after a frame at the limit")
+	ok.ExpectID(t, mid, "after a frame at the limit")
 
 	before := n.metric(t, "gows_disconnects_total", map[string]string{"reason": "too_big"})
 	for _, typ := range []int{websocket.TextMessage, websocket.BinaryMessage} {
 		c := n.dial(t, "fr")
-		if err := c.conn.WriteMessage(typ, bytes.Repeat([]byte("b"), limit+1)); err != nil {
+		if err := c.Conn.WriteMessage(typ, bytes.Repeat([]byte("b"), limit+1)); err != nil {
 			t.Fatal(err)
 		}
-		if code, _, err := c.closeCode(5 * time.Second); code != websocket.CloseMessageTooBig {
+		if code, _, err := c.CloseFrames(5 * time.Second); code != websocket.CloseMessageTooBig {
 			t.Errorf("frame type %d of %d bytes: want close 1009, got %d (%v)", typ, limit+1, code, err)
 		}
 		n.waitOffline(t, "fr", c.ID, 5*time.Second)
@@ -92,15 +94,15 @@ func TestFrameLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := rc.welcomeID()
+	id, err := rc.WelcomeID()
 	if err != nil {
 		t.Fatal(err)
 	}
 	frag := bytes.Repeat([]byte("c"), 300)
-	if _, err := rc.nc.Write(append(clientFrame(0x01, frag, true), clientFrame(0x80, frag, true)...)); err != nil {
+	if _, err := rc.NC.Write(append(wstest.ClientFrame(0x01, frag, true), wstest.ClientFrame(0x80, frag, true)...)); err != nil {
 		t.Fatal(err)
 	}
-	if code, ended, after, err := rc.waitEnd(5 * time.Second); code != websocket.CloseMessageTooBig || !ended || after != 0 {
+	if code, ended, after, err := rc.WaitEnd(5 * time.Second); code != websocket.CloseMessageTooBig || !ended || after != 0 {
 		t.Errorf("fragmented message of 600 bytes: want close 1009, nothing after it, and the end of the connection; got %d, %d frames after it, ended %v (%v)", code, after, ended, err)
 	}
 	n.waitOffline(t, "fr", id, 5*time.Second)
@@ -140,18 +142,19 @@ func TestConnectionLimits(t *testing.T) {
 	n.waitOffline(t, "la", a1.ID, 5*time.Second)
 	// The slot is freed as the client leaves; poll (bounded) for the
 	// moment the node counts it free.
-	var a3 *wsClient
+	var a3 *wstest.Client
 	for i := 0; i < 50 && a3 == nil; i++ {
 		c, err := n.connect(t, "la", dialOpt{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := c.next(5 * time.Second)
-		var w welcome
-		if err == nil && json.Unmarshal(b, &w) == nil && w.Code != nil && *w.Code == 0 && w.Data.ClientID != "" {
-			c.ID = w.Data.ClientID
-			a3 = c
-			break
+		b, err := c.Next(5 * time.Second)
+		if err == nil {
+			if w, werr := wstest.ParseWelcome(b); werr == nil {
+				c.ID, c.Welcome = w.ClientID, w
+				a3 = c
+				break
+			}
 		}
 		c.Close()
 		time.Sleep(20 * time.Millisecond)
@@ -160,7 +163,9 @@ func TestConnectionLimits(t *testing.T) {
 		t.Fatalf("no client could connect in the slot a1 freed")
 	}
 	mid := n.sendTo(t, "la", a3.ID, `1`)
-	a3.expectID(t, mid, "client in a freed slot")
+	if f := a3.ExpectPush(t, 5*time.Second); f.MessageID != mid {
+		t.Errorf("client in a freed slot: got %s, want messageId %s", f.Raw, mid)
+	}
 }
 
 // SPEC 6, README: API requests per system are limited (rate 5/s, burst 5):
@@ -172,7 +177,7 @@ func TestRateLimit(t *testing.T) {
 	n := startNode(t, env{kRateLimit: "5", kRateBurst: "5"})
 	n.register(t, "busy", "calm") // register carries no systemId header
 	// Warm the keep-alive connection without spending tokens.
-	if resp, err := n.hc.Get(n.url + "/healthz"); err == nil {
+	if resp, err := n.HC.Get(n.URL + "/healthz"); err == nil {
 		resp.Body.Close()
 	}
 	before := n.metric(t, "gows_api_rate_limited_total", nil)
@@ -235,6 +240,48 @@ func TestRateLimit(t *testing.T) {
 	wantCode(t, n.post(t, "get_online_list", "busy", `{}`), 0, "after Retry-After")
 }
 
+// SPEC 5/6: the rate limit holds under concurrent calls: 40 calls from 8
+// goroutines at 5/s burst 5 serve at most burst + rate x elapsed, limit the
+// rest with 10010, and leave another system's budget alone.
+func TestRateLimitConcurrent(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, env{kRateLimit: "5", kRateBurst: "5"})
+	n.register(t, "busy", "calm")
+	var mu sync.Mutex
+	limited, okCount := 0, 0
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 5; i++ {
+				r, err := send(n.HC, http.MethodPost, n.URL+mainPrefix+"get_online_list", n.headers("busy"), strings.NewReader(`{}`))
+				mu.Lock()
+				switch {
+				case err != nil:
+					t.Error(err)
+				case r.Code == 0:
+					okCount++
+				case r.Code == 10010:
+					limited++
+				default:
+					t.Errorf("%s: want 0 or 10010", r)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if max := 5 + int(5*elapsed.Seconds()) + 1; limited == 0 || okCount == 0 || okCount > max {
+		t.Errorf("40 calls in %v at 5/s burst 5: %d served (at most %d expected), %d limited", elapsed, okCount, max, limited)
+	}
+	if r := n.post(t, "get_online_list", "calm", `{}`); r.Code != 0 {
+		t.Errorf("another system is limited too: %s", r)
+	}
+}
+
 // SPEC 3: a client that sends no complete frame and no pong for pongWait is
 // disconnected; trickling the bytes of a frame under the read limit (a
 // WebSocket slowloris) must not keep a connection alive past pongWait.
@@ -246,14 +293,14 @@ func TestTricklingFrame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := rc.welcomeID()
+	id, err := rc.WelcomeID()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A binary frame announcing 8000 bytes (under the 8 KiB read limit),
 	// then one byte every 100 ms.
 	hdr := []byte{0x82, 0x80 | 126, 0x1f, 0x40, 9, 8, 7, 6}
-	if _, err := rc.nc.Write(hdr); err != nil {
+	if _, err := rc.NC.Write(hdr); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -267,13 +314,13 @@ func TestTricklingFrame(t *testing.T) {
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
-			_ = rc.nc.SetWriteDeadline(time.Now().Add(time.Second))
-			if _, err := rc.nc.Write([]byte{byte(i)}); err != nil {
+			_ = rc.NC.SetWriteDeadline(time.Now().Add(time.Second))
+			if _, err := rc.NC.Write([]byte{byte(i)}); err != nil {
 				return
 			}
 		}
 	}()
-	code, ended, after, err := rc.waitEnd(8 * time.Second)
+	code, ended, after, err := rc.WaitEnd(8 * time.Second)
 	close(stop)
 	<-done
 	el := time.Since(start)
@@ -315,8 +362,10 @@ func TestConnectionLimitBurst(t *testing.T) {
 					results <- outcome{sys, false, "connect: " + err.Error()}
 					return
 				}
-				b, err := c.next(5 * time.Second)
-				var w welcome
+				b, err := c.Next(5 * time.Second)
+				var w struct {
+					Code *int `json:"code"`
+				}
 				switch {
 				case err != nil:
 					results <- outcome{sys, false, "no first frame: " + err.Error()}
@@ -327,7 +376,7 @@ func TestConnectionLimitBurst(t *testing.T) {
 				case *w.Code != 10010:
 					results <- outcome{sys, false, "refused with " + string(b) + ", want code 10010"}
 				default:
-					if code, _, err := c.closeCode(5 * time.Second); code != 4429 {
+					if code, _, err := c.CloseFrames(5 * time.Second); code != 4429 {
 						results <- outcome{sys, false, fmt.Sprintf("refused without close 4429: %d (%v)", code, err)}
 						return
 					}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-websocket/go-websocket/test/internal/wstest"
 )
 
 // Black-box checks of the WebSocket protocol details real clients rely on:
@@ -19,15 +21,15 @@ import (
 // rawHandshake sends an opening handshake written by hand (proto is
 // "HTTP/1.1" or "HTTP/1.0"; header lines end with \r\n) and returns the
 // answer; the body is read unless the answer is a 101.
-func (n *node) rawHandshake(t *testing.T, proto, headers string) *apiResp {
+func (n *node) rawHandshake(t *testing.T, proto, headers string) *wstest.Resp {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(n.port), 5*time.Second)
+	nc, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(n.Port), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-	req := "GET " + mainWSPath + "?systemId=proto " + proto + "\r\nHost: 127.0.0.1:" + strconv.Itoa(n.port) + "\r\n" + headers + "\r\n"
+	req := "GET " + mainWSPath + "?systemId=proto " + proto + "\r\nHost: 127.0.0.1:" + strconv.Itoa(n.Port) + "\r\n" + headers + "\r\n"
 	if _, err := io.WriteString(nc, req); err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +38,7 @@ func (n *node) rawHandshake(t *testing.T, proto, headers string) *apiResp {
 		t.Fatalf("%s handshake: %v", proto, err)
 	}
 	defer resp.Body.Close()
-	r := &apiResp{Method: "GET", Path: mainWSPath, Status: resp.StatusCode, Header: resp.Header}
+	r := &wstest.Resp{Method: "GET", Path: mainWSPath, Status: resp.StatusCode, Header: resp.Header}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		r.Body, _ = io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	}
@@ -58,13 +60,13 @@ func TestProtocolCloseCodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := rc.welcomeID(); err != nil {
+		if _, err := rc.WelcomeID(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := rc.nc.Write(clientFrame(0x88, payload, true)); err != nil {
+		if _, err := rc.NC.Write(wstest.ClientFrame(0x88, payload, true)); err != nil {
 			t.Fatal(err)
 		}
-		code, ended, _, err := rc.waitEnd(5 * time.Second)
+		code, ended, _, err := rc.WaitEnd(5 * time.Second)
 		if !ended {
 			t.Fatalf("connection not closed after the client's close frame: %v", err)
 		}
@@ -126,7 +128,7 @@ func TestProtocolHandshake(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := n.rawHandshake(t, c.proto, c.headers)
-			if err := checkEnvelope(r); err != nil {
+			if err := wstest.CheckEnvelope(r); err != nil {
 				t.Fatal(err)
 			}
 			if r.Status != http.StatusBadRequest || r.Code != 10001 || !strings.Contains(r.Msg, c.msg) {
@@ -195,9 +197,9 @@ func TestProtocolAccessLog101(t *testing.T) {
 		t.Fatalf("HTTP/1.0 upgrade answered %s", r)
 	}
 	var upgraded, refused bool
-	ok := eventually(5*time.Second, func() bool {
+	ok := wstest.Poll(5*time.Second, func() bool {
 		upgraded, refused = false, false
-		for _, line := range strings.Split(n.log(), "\n") {
+		for _, line := range strings.Split(n.Output(), "\n") {
 			if !strings.Contains(line, `"path": "`+mainWSPath+`"`) {
 				continue
 			}
@@ -207,6 +209,6 @@ func TestProtocolAccessLog101(t *testing.T) {
 		return upgraded && refused
 	})
 	if !ok {
-		t.Fatalf("access log: upgrade logged with 101: %v, refused handshake with 400: %v\n%s", upgraded, refused, n.logTail(4<<10))
+		t.Fatalf("access log: upgrade logged with 101: %v, refused handshake with 400: %v\n%s", upgraded, refused, n.Tail(4<<10))
 	}
 }

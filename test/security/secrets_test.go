@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/go-websocket/go-websocket/test/internal/wstest"
 )
 
 // README "Running it safely in production": secrets never appear in logs,
@@ -23,13 +25,13 @@ func TestSecretsNeverLeak(t *testing.T) {
 	n := startNode(t, env{kAPITokens: tokA + "," + tokB, kConnectSecret: secret, kLogLevel: "debug"})
 
 	var seen [][]byte // everything the node sent back
-	record := func(r *apiResp) {
+	record := func(r *wstest.Resp) {
 		seen = append(seen, r.Body)
 		for k, vs := range r.Header {
 			seen = append(seen, []byte(k+": "+strings.Join(vs, ",")))
 		}
 	}
-	call := func(path, auth, systemID string, body any) *apiResp {
+	call := func(path, auth, systemID string, body any) *wstest.Resp {
 		h := http.Header{"Content-Type": {"application/json"}}
 		if systemID != "" {
 			h["systemId"] = []string{systemID}
@@ -63,7 +65,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		if err != nil {
 			t.Fatalf("connect: %v", err)
 		}
-		code, frames, err := rc.closeCode(5 * time.Second)
+		code, frames, err := rc.CloseFrames(5 * time.Second)
 		if code != 4401 {
 			t.Errorf("bad connect token: close %d (%v), want 4401", code, err)
 		}
@@ -91,15 +93,15 @@ func TestSecretsNeverLeak(t *testing.T) {
 	wantCode(t, call(mainPrefix+"is_online", "Bearer "+tokA, "no-such-system", good), 10003, "unknown system")
 	wantCode(t, call(mainPrefix+"send_to_client", "Bearer "+tokA, "sec", `{"clientId":`), 10001, "malformed JSON")
 	wantCode(t, call(mainPrefix+"close_client", "Bearer "+tokA, "sec", map[string]any{"clientId": c.ID}), 0, "close_client")
-	if code, frames, _ := c.closeCode(5 * time.Second); code != 1000 {
+	if code, frames, _ := c.CloseFrames(5 * time.Second); code != 1000 {
 		t.Errorf("close_client: close code %d, want 1000", code)
 	} else {
 		seen = append(seen, frames...)
 	}
 
 	metricsText, _ := n.metrics(t)
-	n.stop() // flush everything the node logs, shutdown included
-	log := n.log()
+	n.Stop() // flush everything the node logs, shutdown included
+	log := n.Output()
 	if !strings.Contains(log, "DEBUG") || !strings.Contains(log, "request") {
 		t.Fatalf("the log has no debug or request lines; the grep would prove nothing:\n%s", log)
 	}

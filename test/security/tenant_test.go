@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-websocket/go-websocket/test/internal/wstest"
 )
 
 // secureEnv is the production-like security configuration (no rate limit,
@@ -39,10 +41,10 @@ func TestTenantIsolation(t *testing.T) {
 	b1 := n.dial(t, B)
 	for _, p := range []struct {
 		sys string
-		c   *wsClient
+		c   *wstest.Client
 	}{{A, a1}, {B, b1}} {
 		n.ok(t, "bind_to_group", p.sys, map[string]string{"clientId": p.c.ID, "groupName": room, "userId": p.sys})
-		if ev := p.c.expect(t, 5*time.Second); ev.Code != 1001 {
+		if ev := p.c.NextFrame(t, 5*time.Second); ev.Code != 1001 {
 			t.Fatalf("want the own 1001 event, got code %d", ev.Code)
 		}
 	}
@@ -75,7 +77,7 @@ func TestTenantIsolation(t *testing.T) {
 		if r.Code != 0 || many.Delivered == nil || *many.Delivered != 1 || len(many.Offline) != 1 || many.Offline[0] != a1.ID {
 			t.Errorf("%s: %s, want delivered 1 and offline [A's client]", what("send_to_clients [A's, B's] by B"), r)
 		}
-		b1.expectID(t, many.MessageID, what("send_to_clients by B"))
+		b1.ExpectID(t, many.MessageID, what("send_to_clients by B"))
 
 		for _, group := range []string{"", room} {
 			if got := n.onlineList(t, B, group); len(got) != 1 || got[0] != b1.ID {
@@ -96,7 +98,7 @@ func TestTenantIsolation(t *testing.T) {
 			if r.Code != 0 || br.Recipients == nil || *br.Recipients != 1 {
 				t.Errorf("%s: %s, want recipients 1 (B's client only)", what(call.ep+" by B"), r)
 			}
-			b1.expectID(t, br.MessageID, what(call.ep+" by B"))
+			b1.ExpectID(t, br.MessageID, what(call.ep+" by B"))
 		}
 		// And A's side: A cannot reach B's client either.
 		wantCode(t, n.postAt(t, prefix, "send_to_client", A, map[string]any{"clientId": b1.ID, "data": "from-a"}), 10006, what("send_to_client of B's client by A"))
@@ -111,17 +113,17 @@ func TestTenantIsolation(t *testing.T) {
 	if got := n.onlineList(t, A, room); len(got) != 1 || got[0] != a1.ID {
 		t.Errorf("A's group %s = %v after B's unbind attempts, want A's client", room, got)
 	}
-	a1.expectID(t, n.sendTo(t, A, a1.ID, `"marker-a"`), "A's marker (anything from B would arrive before it)")
-	b1.expectID(t, n.sendTo(t, B, b1.ID, `"marker-b"`), "B's marker (anything from A would arrive before it)")
+	a1.ExpectID(t, n.sendTo(t, A, a1.ID, `"marker-a"`), "A's marker (anything from B would arrive before it)")
+	b1.ExpectID(t, n.sendTo(t, B, b1.ID, `"marker-b"`), "B's marker (anything from A would arrive before it)")
 
 	// B's client leaving B's group (closed by B) sends no 1002 to A's group
 	// of the same name.
 	n.ok(t, "close_client", B, map[string]string{"clientId": b1.ID})
-	if code, _, err := b1.closeCode(5 * time.Second); code != 1000 {
+	if code, _, err := b1.CloseFrames(5 * time.Second); code != 1000 {
 		t.Errorf("close_client of B's own client: close code %d (%v), want 1000", code, err)
 	}
 	n.waitOffline(t, B, b1.ID, 5*time.Second)
-	a1.expectID(t, n.sendTo(t, A, a1.ID, `"marker-a2"`), "A's marker after B's client left B's group of the same name")
+	a1.ExpectID(t, n.sendTo(t, A, a1.ID, `"marker-a2"`), "A's marker after B's client left B's group of the same name")
 }
 
 // forgeries derives ids that must all be "not online": one character flipped
@@ -193,7 +195,7 @@ func TestForgedClientIDs(t *testing.T) {
 	a := n.dial(t, "fa")
 	b := n.dial(t, "fb")
 	n.ok(t, "bind_to_group", "fa", map[string]string{"clientId": a.ID, "groupName": "g"})
-	if ev := a.expect(t, 5*time.Second); ev.Code != 1001 {
+	if ev := a.NextFrame(t, 5*time.Second); ev.Code != 1001 {
 		t.Fatalf("want the own 1001 event, got code %d", ev.Code)
 	}
 	ids := forgeries(a.ID, b.ID)
@@ -225,11 +227,11 @@ func TestForgedClientIDs(t *testing.T) {
 	if got := n.onlineList(t, "fa", "g"); len(got) != 1 || got[0] != a.ID {
 		t.Errorf("group g = %v, want the genuine client only", got)
 	}
-	a.expectID(t, n.sendTo(t, "fa", a.ID, `"marker"`), "marker after the forged calls (nothing forged may arrive)")
+	a.ExpectID(t, n.sendTo(t, "fa", a.ID, `"marker"`), "marker after the forged calls (nothing forged may arrive)")
 	if v := n.metric(t, "gows_api_requests_total", map[string]string{"code": "10011"}); v != 0 {
 		t.Errorf("%v internal errors (10011) answered", v)
 	}
-	if log := n.log(); strings.Contains(log, "internal error") || strings.Contains(log, "panic") {
+	if log := n.Output(); strings.Contains(log, "internal error") || strings.Contains(log, "panic") {
 		t.Errorf("the log mentions an internal error or a panic")
 	}
 }
