@@ -64,7 +64,7 @@ func (r *Resp) Decode(t testing.TB, v any) {
 // Decode decodes raw into v or fails t.
 func Decode(t testing.TB, raw json.RawMessage, v any) {
 	t.Helper()
-	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(v); err != nil {
+	if err := json.Unmarshal(raw, v); err != nil {
 		t.Fatalf("decoding %s into %T: %v", raw, v, err)
 	}
 }
