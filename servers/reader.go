@@ -21,10 +21,20 @@ var errClosed = errors.New("client closed")
 // readLoop reads client frames, answers pings, keeps the read deadline
 // moving (any frame proves the client alive), and ends the connection on
 // error, timeout, a protocol error or a close frame.
+//
+// The goroutine waits for the client in readFrames, for the whole life of
+// an idle connection: the functions on its stack then are kept small (the
+// verdict is handled in readEnded, not here), so that its stack stays the
+// smallest a goroutine can have.
 func (c *Client) readLoop() {
 	r := wsframe.NewReader(c.nc)
 	r.Limit = c.hub.cfg.ReadLimit
-	err := c.readFrames(r)
+	c.readEnded(r, c.readFrames(r))
+	c.done()
+}
+
+// readEnded ends the connection for the reason the reader stopped.
+func (c *Client) readEnded(r *wsframe.Reader, err error) {
 	var ne net.Error
 	switch {
 	case errors.Is(err, errClosed):
@@ -45,7 +55,6 @@ func (c *Client) readLoop() {
 			c.close(define.DisconnectConnLost)
 		}
 	}
-	c.done()
 }
 
 // readFrames runs until the connection fails; it always returns an error.

@@ -83,7 +83,7 @@ func readOurs(in []byte, limit int64) outcome {
 			}
 			return o
 		case !f.IsControl() && f.Fin:
-			o.msgs = append(o.msgs, map[byte]string{OpText: "t:", OpBinary: "b:"}[f.Message]+string(msg))
+			o.msgs = append(o.msgs, map[byte]string{OpText: "t:", OpBinary: "b:"}[r.MessageType()]+string(msg))
 			msg = msg[:0]
 		}
 	}

@@ -93,13 +93,16 @@ type Frame struct {
 	Fin  bool  // last frame of its message
 	RSV1 bool  // set on the first frame of a compressed message
 	Len  int64 // payload length
-	// Message is OpText or OpBinary for a data frame: the type of the
-	// message the frame belongs to (also on continuation frames).
-	Message byte
 	// Payload is the unmasked payload of a control frame (nil for data
 	// frames: read those with Read or ReadPayload).
 	Payload []byte
+	// Frame fits in registers (with the error Next returns it with), which
+	// keeps the reader's stack frames small: see Next.
 }
+
+// MessageType is OpText or OpBinary: the type of the data message the last
+// data frame belongs to (continuation frames included).
+func (r *Reader) MessageType() byte { return r.msgOp }
 
 // IsControl reports whether the frame is a control frame.
 func (f *Frame) IsControl() bool { return f.Op&0x8 != 0 }
@@ -158,18 +161,29 @@ func (r *Reader) Next() (Frame, error) {
 		return Frame{}, r.err
 	}
 	if r.remaining > 0 {
-		if r.msgOp == OpText {
-			r.skipped = true
-		}
-		if err := r.skip(r.remaining); err != nil {
+		if err := r.skipRest(); err != nil {
 			return Frame{}, r.fail(err)
 		}
 	}
-	f, err := r.next()
+	// The first bytes of the header are read here rather than in a callee:
+	// an idle connection waits in this call, and every frame below it on
+	// the goroutine's stack counts towards the stack size it keeps.
+	r.hdrRead, r.hdrDone = 0, false
+	n, err := r.src.Read(r.hdr[:2])
+	r.hdrRead = uint8(n)
+	f, err := r.next(err)
 	if err != nil {
 		return Frame{}, r.fail(err)
 	}
 	return f, nil
+}
+
+// skipRest skips what the caller did not read of the current data frame.
+func (r *Reader) skipRest() error {
+	if r.msgOp == OpText {
+		r.skipped = true
+	}
+	return r.skip(r.remaining)
 }
 
 func (r *Reader) fail(err error) error {
@@ -180,10 +194,16 @@ func (r *Reader) fail(err error) error {
 	return err
 }
 
-func (r *Reader) next() (Frame, error) {
-	r.hdrRead, r.hdrDone = 0, false
-	if err := r.fill(0, 2); err != nil {
-		return Frame{}, err
+// next parses the frame whose first header bytes Next read (readErr is
+// the error of that read).
+func (r *Reader) next(readErr error) (Frame, error) {
+	if r.hdrRead < 2 {
+		if readErr == nil {
+			readErr = r.fill(int(r.hdrRead), 2)
+		}
+		if r.hdrRead < 2 {
+			return Frame{}, readErr
+		}
 	}
 	b0, b1 := r.hdr[0], r.hdr[1]
 	f := Frame{Op: b0 & 0x0F, Fin: b0&FinBit != 0, RSV1: b0&RSV1Bit != 0}
@@ -274,7 +294,6 @@ func (r *Reader) next() (Frame, error) {
 		r.msgOp, r.msgLen = f.Op, 0
 		r.utf8, r.skipped = utf8Checker{}, false
 	}
-	f.Message = r.msgOp
 	r.msgLen += n
 	if r.Limit > 0 && r.msgLen > r.Limit {
 		r.remaining = n

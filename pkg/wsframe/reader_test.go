@@ -88,7 +88,7 @@ func readAll(r *Reader, wantPayloads bool) ([]string, error) {
 				}
 			}
 			if f.Fin {
-				events = append(events, fmt.Sprintf("%s:%s", opName(f.Message), msg))
+				events = append(events, fmt.Sprintf("%s:%s", opName(r.MessageType()), msg))
 				msg = msg[:0]
 			}
 		}
