@@ -1,6 +1,7 @@
 package browser
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -251,15 +252,13 @@ func TestDashboardAndDemoWithToken(t *testing.T) {
 	const dashToken = "read-only-dashboard-password"
 	s := newStack(t, stackOpts{token: token})
 
-	req, _ := http.NewRequest(http.MethodGet, s.url+"/api/websocket/stats", nil)
-	if env, status := s.do(req); status != http.StatusUnauthorized || env.Code != define.CodeUnauthorized {
-		t.Fatalf("stats without a token: HTTP %d code %d, want 401 / 10005", status, env.Code)
+	env, err := s.api.Do(http.MethodGet, "/api/websocket/stats", nil, nil)
+	if err != nil || env.Status != http.StatusUnauthorized || env.Code != define.CodeUnauthorized {
+		t.Fatalf("stats without a token: %v %v, want 401 / 10005", env, err)
 	}
-	req, _ = http.NewRequest(http.MethodGet, s.url+"/api/websocket/stats", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	env, status := s.do(req)
-	if status != http.StatusOK || env.Code != 0 {
-		t.Fatalf("stats with the token: HTTP %d code %d %s", status, env.Code, env.Msg)
+	env, err = s.api.Do(http.MethodGet, "/api/websocket/stats", http.Header{"Authorization": {"Bearer " + token}}, nil)
+	if err != nil || env.Status != http.StatusOK || env.Code != 0 {
+		t.Fatalf("stats with the token: %v %v", env, err)
 	}
 	var st struct {
 		Nodes []struct {
@@ -366,11 +365,10 @@ func TestDashboardAndDemoWithToken(t *testing.T) {
 		t.Errorf("localStorage holds a token: %s", v)
 	}
 	// The dashboard token opens nothing but the dashboard.
-	r, _ := http.NewRequest(http.MethodPost, s2.url+"/api/websocket/register", strings.NewReader(`{"systemId":"x"}`))
-	r.SetBasicAuth("ops", dashToken)
-	r.Header.Set("Content-Type", "application/json")
-	if env, status := s2.do(r); status != http.StatusUnauthorized || env.Code != define.CodeUnauthorized {
-		t.Errorf("register with the dashboard token: HTTP %d code %d, want 401 / 10005", status, env.Code)
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:"+dashToken))
+	if env, err := s2.api.Do(http.MethodPost, "/api/websocket/register", http.Header{"Authorization": {basic}, "Content-Type": {"application/json"}},
+		[]byte(`{"systemId":"x"}`)); err != nil || env.Status != http.StatusUnauthorized || env.Code != define.CodeUnauthorized {
+		t.Errorf("register with the dashboard token: %v %v, want 401 / 10005", env, err)
 	}
 	l.screenshot("dashboard-login")
 }
@@ -455,7 +453,7 @@ func TestDashboardCluster(t *testing.T) {
 
 	// A push through node a to a client of node b crosses the fake cluster
 	// and shows up in b's pushed counter on a's dashboard.
-	_, id := b.dial("chat")
+	id := b.dial("chat").ID
 	before := eval[string](d, `document.querySelectorAll('#nodes tr[data-node-id]')[1].children[6].textContent`)
 	a.ok("send_to_client", "chat", map[string]any{"clientId": id, "data": "hello"}, nil)
 	n, _ := strconv.Atoi(strings.ReplaceAll(before, ",", ""))

@@ -10,7 +10,6 @@
 package browser
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -28,7 +27,6 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/gin-gonic/gin"
-	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
 	"github.com/go-websocket/go-websocket/define"
@@ -36,6 +34,7 @@ import (
 	"github.com/go-websocket/go-websocket/routers"
 	"github.com/go-websocket/go-websocket/servers"
 	"github.com/go-websocket/go-websocket/servers/store"
+	"github.com/go-websocket/go-websocket/test/internal/wstest"
 	"github.com/go-websocket/go-websocket/tools/ident"
 	"github.com/go-websocket/go-websocket/web"
 )
@@ -124,6 +123,7 @@ type stack struct {
 	url  string // http://127.0.0.1:PORT
 	addr string // 127.0.0.1:PORT
 	tok  string // API token, "" when the API is open
+	api  *wstest.API
 }
 
 type stackOpts struct {
@@ -174,7 +174,8 @@ func newStack(t *testing.T, o stackOpts) *stack {
 		},
 	})
 	srv := httptest.NewServer(engine)
-	s := &stack{t: t, node: node, srv: srv, url: srv.URL, addr: srv.Listener.Addr().String(), tok: o.token}
+	s := &stack{t: t, node: node, srv: srv, url: srv.URL, addr: srv.Listener.Addr().String(), tok: o.token,
+		api: &wstest.API{URL: srv.URL, Client: httpClient, Token: o.token}}
 	node.SetHTTPAddr(s.addr)
 	t.Cleanup(func() {
 		node.Shutdown(time.Now().Add(2 * time.Second))
@@ -184,61 +185,21 @@ func newStack(t *testing.T, o stackOpts) *stack {
 	return s
 }
 
-// envelope is the API's answer.
-type envelope struct {
-	Code int             `json:"code"`
-	Msg  string          `json:"msg"`
-	Data json.RawMessage `json:"data"`
-}
-
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
-// call POSTs body to an API endpoint and returns the envelope.
-func (s *stack) call(endpoint, systemID string, body any) (*envelope, int) {
+// call POSTs body to an API endpoint and returns the answer and its status.
+func (s *stack) call(endpoint, systemID string, body any) (*wstest.Resp, int) {
 	s.t.Helper()
-	b, err := json.Marshal(body)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	req, err := http.NewRequest(http.MethodPost, s.url+"/api/websocket/"+endpoint, bytes.NewReader(b))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if systemID != "" {
-		req.Header.Set("systemId", systemID)
-	}
-	if s.tok != "" {
-		req.Header.Set("Authorization", "Bearer "+s.tok)
-	}
-	return s.do(req)
-}
-
-func (s *stack) do(req *http.Request) (*envelope, int) {
-	s.t.Helper()
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		s.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
-	}
-	defer resp.Body.Close()
-	var env envelope
-	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
-		s.t.Fatalf("%s %s: HTTP %d, not a JSON envelope: %v", req.Method, req.URL.Path, resp.StatusCode, err)
-	}
-	return &env, resp.StatusCode
+	r := s.api.Call(s.t, endpoint, systemID, body)
+	return r, r.Status
 }
 
 // ok calls an endpoint that must succeed and decodes its data into out.
 func (s *stack) ok(endpoint, systemID string, body, out any) {
 	s.t.Helper()
-	env, status := s.call(endpoint, systemID, body)
-	if env.Code != 0 || status != http.StatusOK {
-		s.t.Fatalf("%s: HTTP %d code %d %q", endpoint, status, env.Code, env.Msg)
-	}
+	data := s.api.OK(s.t, endpoint, systemID, body)
 	if out != nil {
-		if err := json.Unmarshal(env.Data, out); err != nil {
-			s.t.Fatalf("%s: data %s: %v", endpoint, env.Data, err)
-		}
+		wstest.Decode(s.t, data, out)
 	}
 }
 
@@ -250,38 +211,11 @@ func (s *stack) register(systemID string) {
 	}
 }
 
-// dial opens a plain WebSocket client (not a browser) and returns it with
-// its clientId. It is closed when the test ends.
-func (s *stack) dial(systemID string) (*websocket.Conn, string) {
+// dial opens a plain WebSocket client (not a browser); it is closed when
+// the test ends.
+func (s *stack) dial(systemID string) *wstest.Client {
 	s.t.Helper()
-	u := "ws" + strings.TrimPrefix(s.url, "http") + "/api/websocket/ws?systemId=" + systemID
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
-	c, resp, err := d.Dial(u, nil)
-	if err != nil {
-		s.t.Fatalf("dial %s: %v", u, err)
-	}
-	resp.Body.Close()
-	s.t.Cleanup(func() { c.Close() })
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var first struct {
-		Code int `json:"code"`
-		Data struct {
-			ClientID string `json:"clientId"`
-		} `json:"data"`
-	}
-	if err := c.ReadJSON(&first); err != nil || first.Code != 0 || first.Data.ClientID == "" {
-		s.t.Fatalf("first frame: %+v %v", first, err)
-	}
-	// Keep reading (and discarding) so the client is never a slow consumer.
-	_ = c.SetReadDeadline(time.Time{})
-	go func() {
-		for {
-			if _, _, err := c.ReadMessage(); err != nil {
-				return
-			}
-		}
-	}()
-	return c, first.Data.ClientID
+	return wstest.MustDial(s.t, s.url, systemID, wstest.Options{})
 }
 
 // ---------- a fake cluster of in-process nodes ----------
