@@ -27,7 +27,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +39,7 @@ import (
 	"time"
 
 	"github.com/go-websocket/go-websocket/test/internal/nodeproc"
+	"github.com/go-websocket/go-websocket/test/internal/wstest"
 )
 
 var (
@@ -250,16 +250,15 @@ func killLeftovers(dir string) []string {
 		}
 		return nil
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for i := 0; i < 400 && time.Now().Before(deadline); i++ {
-		alive := false
+	if wstest.Poll(20*time.Second, func() bool {
 		for _, pid := range pids {
-			alive = alive || running(pid)
+			if running(pid) {
+				return false
+			}
 		}
-		if !alive {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
+		return true
+	}) {
+		return nil
 	}
 	var left []string
 	for name, pid := range pids {
@@ -327,10 +326,7 @@ func runScript(t *testing.T, where, script string) {
 		t.Errorf("%s: processes still running after the recipe (it must stop what it started): %v\n%s", where, left, out)
 	}
 	// What the recipe stopped must have let go of its ports.
-	deadline := time.Now().Add(20 * time.Second)
-	for i := 0; i < 200 && time.Now().Before(deadline) && len(portsInUse(used)) > 0; i++ {
-		time.Sleep(100 * time.Millisecond)
-	}
+	wstest.Poll(20*time.Second, func() bool { return len(portsInUse(used)) == 0 })
 	if busy := portsInUse(used); len(busy) > 0 {
 		t.Errorf("%s: ports %v still in use after the recipe stopped its processes", where, busy)
 	}
@@ -347,39 +343,12 @@ func runWithNode(t *testing.T, b block) {
 		t.Fatalf("port 7800 is in use; the README's node listens there")
 	}
 	dir := workDir(t)
-	node := exec.Command(filepath.Join(dir, "go-websocket"), "-c", "conf.ini")
-	node.Dir = dir
-	node.Env = nodeproc.Env(map[string]string{"GOWS_SERVER_HOST": "127.0.0.1"})
-	var log bytes.Buffer
-	node.Stdout, node.Stderr = &log, &log
-	node.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := node.Start(); err != nil {
-		t.Fatal(err)
+	node, err := nodeproc.Launch(t, nodeproc.Spec{Bin: filepath.Join(dir, "go-websocket"), Args: []string{"-c", "conf.ini"},
+		Env: map[string]string{"GOWS_SERVER_HOST": "127.0.0.1"}, Dir: dir, Port: 7800, ReadyPath: "/readyz", ReadyTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatalf("the node did not become ready: %v", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- node.Wait() }()
-	defer func() {
-		_ = node.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = node.Process.Kill()
-			<-done
-		}
-	}()
-	ready := false
-	for i := 0; i < 200 && !ready; i++ {
-		if resp, err := http.Get("http://127.0.0.1:7800/readyz"); err == nil {
-			resp.Body.Close()
-			ready = resp.StatusCode == http.StatusOK
-		}
-		if !ready {
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	if !ready {
-		t.Fatalf("the node did not become ready:\n%s", log.String())
-	}
+	defer node.Stop()
 	out, err := run(t, dir, b.text, time.Minute)
 	if err != nil {
 		t.Fatalf("%s:%d failed: %v\n%s", b.doc, b.line, err, out)
