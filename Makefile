@@ -48,6 +48,8 @@ lint:
 MODULE := $(shell sed -n 's/^module //p' go.mod)
 unit:
 	go test -race -count=1 -timeout 10m $$(go list ./... | grep -v '^$(MODULE)/test/')
+	# Stack sizes need a build without the race detector.
+	go test -count=1 -run 'StackStaysSmall' ./servers/
 
 e2e:
 	go test -race -count=1 -timeout 20m ./test/e2e/ ./test/security/ ./test/ops/ ./test/docs/ ./test/sdk/

@@ -2,4 +2,5 @@
 
 package servers
 
+// raceEnabled: the race detector's instrumentation changes stack sizes.
 const raceEnabled = false

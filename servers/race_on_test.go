@@ -2,6 +2,5 @@
 
 package servers
 
-// raceEnabled: the race detector makes sync.Pool drop items on purpose, so
-// allocation counts mean nothing under it.
+// raceEnabled: the race detector's instrumentation changes stack sizes.
 const raceEnabled = true

@@ -3,6 +3,7 @@ package servers
 import (
 	"encoding/binary"
 	"io"
+	"runtime"
 	"testing"
 	"time"
 
@@ -180,4 +181,34 @@ func readServerFrame(r io.Reader) (byte, []byte, error) {
 	p := make([]byte, n)
 	_, err := io.ReadFull(r, p)
 	return h[0] & 0x0F, p, err
+}
+
+// An idle connection's reader waits with the smallest goroutine stack
+// (2 KiB): the stack is most of an idle connection's memory, and one frame
+// too many on the waiting path doubles it. Run without -race (its
+// instrumentation makes every stack larger): make unit does.
+func TestReaderStackStaysSmall(t *testing.T) {
+	if raceEnabled {
+		t.Skip("stack sizes differ under the race detector; make unit runs this test without it")
+	}
+	h := newHarness(t, nil)
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	base, g0 := ms.StackInuse, runtime.NumGoroutine()
+	const n = 500
+	for i := 0; i < n; i++ {
+		h.dial("s1")
+	}
+	// Every reader has started (it is started right after the welcome
+	// frame), then give them a moment to reach their wait: there is no
+	// event for "parked".
+	for i := 0; i < 500 && runtime.NumGoroutine() < g0+n; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	runtime.ReadMemStats(&ms)
+	if per := (ms.StackInuse - base) / n; per > 3<<10 {
+		t.Fatalf("%d bytes of goroutine stack per idle connection, want 2 KiB (the reader's stack grew)", per)
+	}
 }
