@@ -1,6 +1,7 @@
 package nodeproc
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,9 @@ type Spec struct {
 	ReadyPath    string
 	ReadyTimeout time.Duration
 	StopTimeout  time.Duration // SIGTERM to exit, then SIGKILL (default 15 s)
+	// TLS, when set, is the client configuration for a node serving TLS:
+	// URL is then https:// and HC trusts what TLS trusts.
+	TLS *tls.Config
 }
 
 // Node is a running server process. Its output goes to a log file that is
@@ -39,7 +43,7 @@ type Node struct {
 	spec    Spec
 	Cmd     *exec.Cmd
 	Port    int
-	URL     string // http://127.0.0.1:PORT
+	URL     string // http://127.0.0.1:PORT (https:// with Spec.TLS)
 	DataDir string // GOWS_SERVER_DATADIR when the spec sets it
 	Tr      *http.Transport
 	HC      *http.Client // an HTTP client of this node (closed at Stop)
@@ -96,11 +100,15 @@ func Launch(t testing.TB, s Spec) (*Node, error) {
 		_ = logFile.Close()
 		t.Fatalf("start %s: %v", s.Bin, err)
 	}
+	scheme := "http://"
+	if s.TLS != nil {
+		scheme = "https://"
+	}
 	n := &Node{
-		t: t, spec: s, Cmd: cmd, Port: s.Port, URL: "http://127.0.0.1:" + strconv.Itoa(s.Port),
+		t: t, spec: s, Cmd: cmd, Port: s.Port, URL: scheme + "127.0.0.1:" + strconv.Itoa(s.Port),
 		DataDir: s.Env["GOWS_SERVER_DATADIR"], LogPath: logFile.Name(), logFile: logFile,
 		Tr: &http.Transport{MaxIdleConns: 128, MaxIdleConnsPerHost: 64, IdleConnTimeout: 5 * time.Second,
-			DisableCompression: true},
+			DisableCompression: true, TLSClientConfig: s.TLS},
 		done: make(chan struct{}),
 	}
 	n.HC = &http.Client{Transport: n.Tr, Timeout: 15 * time.Second}

@@ -12,6 +12,12 @@ const PollStep = 10 * time.Millisecond
 // passed (false, after one last check). It never calls a testing.T, so any
 // goroutine may use it.
 func Poll(timeout time.Duration, cond func() bool) bool {
+	return PollEvery(timeout, PollStep, cond)
+}
+
+// PollEvery is Poll checking every step (for a condition that is costly to
+// check, or whose checks disturb what they measure).
+func PollEvery(timeout, step time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for i := 0; ; i++ {
 		if cond() {
@@ -20,7 +26,7 @@ func Poll(timeout time.Duration, cond func() bool) bool {
 		if !time.Now().Before(deadline) || i > 1<<24 {
 			return false
 		}
-		time.Sleep(PollStep)
+		time.Sleep(step)
 	}
 }
 
