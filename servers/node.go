@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-websocket/go-websocket/define"
 	"github.com/go-websocket/go-websocket/pkg/metrics"
+	"github.com/go-websocket/go-websocket/servers/rpcwire"
 	"github.com/go-websocket/go-websocket/servers/store"
 	"github.com/go-websocket/go-websocket/servers/webhook"
 	"github.com/go-websocket/go-websocket/tools/ident"
@@ -49,77 +50,31 @@ type Remote interface {
 	Broadcast(ctx context.Context, op *BroadcastOp) ([]*BroadcastReply, []string)
 }
 
-// Unicast operation kinds.
-const (
-	OpSend     = "send"
-	OpSendMany = "send_many"
-	OpBind     = "bind"
-	OpUnbind   = "unbind"
-	OpClose    = "close"
-	OpIsOnline = "is_online"
-	OpBindUser = "bind_user"
+// The operations nodes run for each other (see package rpcwire).
+type (
+	UnicastOp      = rpcwire.UnicastOp
+	UnicastReply   = rpcwire.UnicastReply
+	BroadcastOp    = rpcwire.BroadcastOp
+	BroadcastReply = rpcwire.BroadcastReply
+	Stats          = rpcwire.Stats
 )
 
-// UnicastOp is a unicast carried to the owning node.
-type UnicastOp struct {
-	Kind      string
-	SystemID  string
-	ClientID  string
-	ClientIDs []string // OpSendMany
-	Group     string
-	UserID    string
-	Extend    string
-	MessageID string
-	Msg       define.Message
-	// Ack: the frame asks the client for an ack; the owning node waits
-	// for it at most AckWait and answers Acked.
-	Ack     bool
-	AckWait time.Duration
-}
-
-// UnicastReply answers a UnicastOp. Code is 0 or a define error code; Msg
-// explains a 10001.
-type UnicastReply struct {
-	Code      int
-	Online    bool
-	Delivered int
-	Offline   []string
-	Acked     bool
-	Msg       string
-}
-
-// Broadcast operation kinds.
+// Operation kinds (see package rpcwire).
 const (
-	OpGroup    = "group"
-	OpSystem   = "system"
-	OpList     = "list"
-	OpStats    = "stats"
-	OpUser     = "user"
-	OpUserList = "user_list"
+	OpSend     = rpcwire.OpSend
+	OpSendMany = rpcwire.OpSendMany
+	OpBind     = rpcwire.OpBind
+	OpUnbind   = rpcwire.OpUnbind
+	OpClose    = rpcwire.OpClose
+	OpIsOnline = rpcwire.OpIsOnline
+	OpBindUser = rpcwire.OpBindUser
+	OpGroup    = rpcwire.OpGroup
+	OpSystem   = rpcwire.OpSystem
+	OpList     = rpcwire.OpList
+	OpStats    = rpcwire.OpStats
+	OpUser     = rpcwire.OpUser
+	OpUserList = rpcwire.OpUserList
 )
-
-// BroadcastOp is a fan-out run on every node.
-type BroadcastOp struct {
-	Kind      string
-	SystemID  string
-	Group     string
-	UserID    string // OpUser, OpUserList
-	MessageID string
-	Msg       define.Message
-	// Ack (OpUser): the frame asks for an ack; a node other than From
-	// waits for one at most AckWait and answers Acked.
-	Ack     bool
-	AckWait time.Duration
-	From    string
-}
-
-// BroadcastReply is one node's answer to a BroadcastOp.
-type BroadcastReply struct {
-	Recipients int
-	IDs        []string
-	Stats      *Stats
-	Acked      bool
-}
 
 // Node owns this process's clients and knows, through Remote, the others.
 // Handlers call only its exported methods; whether a cluster exists is
@@ -544,21 +499,6 @@ func (n *Node) emitEvent(systemID, group string, code int, ev *define.MemberEven
 	defer cancel()
 	_, _ = n.sendBroadcast(ctx, &BroadcastOp{Kind: OpGroup, SystemID: systemID, Group: group,
 		Msg: define.Message{Code: code, Data: data}})
-}
-
-// Stats is a point-in-time picture of one node for the dashboard.
-type Stats struct {
-	NodeID             string         `json:"nodeId"`
-	HTTPAddr           string         `json:"httpAddr"`
-	StartedAt          time.Time      `json:"startedAt"`
-	UptimeSeconds      float64        `json:"uptimeSeconds"`
-	Connections        int            `json:"connections"`
-	Systems            map[string]int `json:"systems"`
-	Groups             int            `json:"groups"`
-	MessagesPushed     uint64         `json:"messagesPushed"`
-	MessagesDropped    uint64         `json:"messagesDropped"`
-	SlowConsumerCloses uint64         `json:"slowConsumerCloses"`
-	RPCErrors          uint64         `json:"rpcErrors"`
 }
 
 // SetHTTPAddr records the address shown for this node on the dashboard.

@@ -8,23 +8,15 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/go-websocket/go-websocket/define"
+	"github.com/go-websocket/go-websocket/servers/rpcwire"
 	"github.com/go-websocket/go-websocket/tools/ident"
 )
 
-// ClientPresence is what the cluster's presence index keeps of one client:
-// its system, its user, and its groups with the userId and extend of each
-// membership. It is the JSON value of the client's etcd key.
-type ClientPresence struct {
-	SystemID string                 `json:"s"`
-	UserID   string                 `json:"u,omitempty"`
-	Groups   map[string]GroupMember `json:"g,omitempty"`
-}
-
-// GroupMember is one membership of a client.
-type GroupMember struct {
-	UserID string `json:"u,omitempty"`
-	Extend string `json:"e,omitempty"`
-}
+// The presence of a client, as the index keeps it (see package rpcwire).
+type (
+	ClientPresence = rpcwire.ClientPresence
+	GroupMember    = rpcwire.GroupMember
+)
 
 // LostClient is a client of a node that the cluster declared gone.
 type LostClient struct {
@@ -195,27 +187,14 @@ func (h *Hub) presenceOf(c *Client) (ClientPresence, bool) {
 	return p, true
 }
 
-// RPC method names of the node service, as net/rpc spells them.
+// The node service's wire (see package rpcwire).
 const (
-	RPCUnicast   = "Node.Unicast"
-	RPCBroadcast = "Node.Broadcast"
-	RPCPresence  = "Node.Presence"
+	RPCUnicast   = rpcwire.RPCUnicast
+	RPCBroadcast = rpcwire.RPCBroadcast
+	RPCPresence  = rpcwire.RPCPresence
 )
 
-// PresenceOp is a node's note to its peers about its presence writes.
-type PresenceOp struct {
-	Node string // the sender's node id
-	// Dirty: a write failed; send the sender every group message until a
-	// later PresenceOp with Rev says its writes are in etcd.
-	Dirty bool
-	// Rev: the sender's writes up to this etcd revision are committed;
-	// the receiver answers once its cache reflects it (or a short bound).
-	Rev int64
-}
-
-// PresenceReply answers a PresenceOp; Applied is false when the receiver's
-// cache did not reach Rev in time (it then routes group sends to every node
-// until it does).
-type PresenceReply struct {
-	Applied bool
-}
+type (
+	PresenceOp    = rpcwire.PresenceOp
+	PresenceReply = rpcwire.PresenceReply
+)

@@ -18,7 +18,7 @@
 // etcd layout (prefix = [cluster] keyPrefix):
 //
 //	<prefix>/nodes/<nodeId>               JSON NodeInfo, under the node's lease
-//	<prefix>/presence/<nodeId>/<clientId> JSON servers.ClientPresence, same lease
+//	<prefix>/presence/<nodeId>/<clientId> JSON rpcwire.ClientPresence, same lease
 //	<prefix>/gone/<nodeId>                tombstone of a node declared gone
 //	<prefix>/systems/<id>                 registered systems (servers/store.Etcd)
 package cluster

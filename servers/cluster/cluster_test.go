@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-websocket/go-websocket/pkg/metrics"
 	"github.com/go-websocket/go-websocket/servers"
+	"github.com/go-websocket/go-websocket/servers/rpcwire"
 	"github.com/go-websocket/go-websocket/tools/ident"
 )
 
@@ -35,10 +36,10 @@ func newFakeLocal() *fakeLocal { return &fakeLocal{id: ident.NewNodeID()} }
 
 func (f *fakeLocal) ID() ident.NodeID { return f.id }
 func (f *fakeLocal) CountRPCError()   { f.errs.Add(1) }
-func (f *fakeLocal) PresenceOf(string) (servers.ClientPresence, bool) {
-	return servers.ClientPresence{}, false
+func (f *fakeLocal) PresenceOf(string) (rpcwire.ClientPresence, bool) {
+	return rpcwire.ClientPresence{}, false
 }
-func (f *fakeLocal) EachPresence(func(string, servers.ClientPresence)) {}
+func (f *fakeLocal) EachPresence(func(string, rpcwire.ClientPresence)) {}
 func (f *fakeLocal) NodeLost()                                         { f.lost.Add(1) }
 func (f *fakeLocal) PeerLost([]servers.LostClient)                     {}
 
@@ -66,19 +67,19 @@ func (f *fakeLocal) unstall() {
 	f.mu.Unlock()
 }
 
-func (f *fakeLocal) LocalUnicast(op *servers.UnicastOp) *servers.UnicastReply {
+func (f *fakeLocal) LocalUnicast(op *rpcwire.UnicastOp) *rpcwire.UnicastReply {
 	f.calls.Add(1)
 	f.wait()
-	return &servers.UnicastReply{Online: op.ClientID == "online", Delivered: len(op.ClientIDs)}
+	return &rpcwire.UnicastReply{Online: op.ClientID == "online", Delivered: len(op.ClientIDs)}
 }
 
-func (f *fakeLocal) LocalBroadcast(op *servers.BroadcastOp) *servers.BroadcastReply {
+func (f *fakeLocal) LocalBroadcast(op *rpcwire.BroadcastOp) *rpcwire.BroadcastReply {
 	f.calls.Add(1)
 	f.wait()
-	if op.Kind == servers.OpStats {
-		return &servers.BroadcastReply{Stats: &servers.Stats{NodeID: f.id.String()}}
+	if op.Kind == rpcwire.OpStats {
+		return &rpcwire.BroadcastReply{Stats: &rpcwire.Stats{NodeID: f.id.String()}}
 	}
-	return &servers.BroadcastReply{Recipients: 3, IDs: []string{"a-" + op.Group}}
+	return &rpcwire.BroadcastReply{Recipients: 3, IDs: []string{"a-" + op.Group}}
 }
 
 // server starts an RPC server for local with secret; it is closed (after
@@ -89,7 +90,7 @@ func server(t *testing.T, local *fakeLocal, secret string, log *zap.Logger) stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := newRPCServer(ln, local, func(*servers.PresenceOp) *servers.PresenceReply { return &servers.PresenceReply{} },
+	s, err := newRPCServer(ln, local, func(*rpcwire.PresenceOp) *rpcwire.PresenceReply { return &rpcwire.PresenceReply{} },
 		authKey([]byte(secret)), log)
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +180,7 @@ func TestRPCPortRefusesProcessWithoutSecret(t *testing.T) {
 	// A process with another secret: refused, the refusal logged, no call run.
 	bad, _ := bareDialer(t, "not-the-secret", time.Second)
 	p := startPeer(t, bad, local.id, addr)
-	outcome, err := p.call(context.Background(), "Node.Unicast", &servers.UnicastOp{ClientID: "online"}, new(servers.UnicastReply))
+	outcome, err := p.call(context.Background(), rpcwire.RPCUnicast, &rpcwire.UnicastOp{ClientID: "online"}, new(rpcwire.UnicastReply))
 	if err == nil || outcome != outcomeUnreachable {
 		t.Fatalf("call without the secret: outcome %s, err %v; want unreachable", outcome, err)
 	}
@@ -218,8 +219,8 @@ func TestRPCPortRefusesProcessWithoutSecret(t *testing.T) {
 	// A peer with the secret gets answers.
 	good, _ := bareDialer(t, "cluster-secret", time.Second)
 	q := startPeer(t, good, local.id, addr)
-	var r servers.UnicastReply
-	if outcome, err := q.call(context.Background(), "Node.Unicast", &servers.UnicastOp{ClientID: "online"}, &r); err != nil || !r.Online {
+	var r rpcwire.UnicastReply
+	if outcome, err := q.call(context.Background(), rpcwire.RPCUnicast, &rpcwire.UnicastOp{ClientID: "online"}, &r); err != nil || !r.Online {
 		t.Fatalf("call with the secret: %s %v %+v", outcome, err, r)
 	}
 }
@@ -232,7 +233,7 @@ func TestPeerDeadlineDownAndBack(t *testing.T) {
 	p := startPeer(t, c, local.id, addr)
 	call := func() (string, time.Duration, error) {
 		start := time.Now()
-		o, err := p.call(context.Background(), servers.RPCBroadcast, &servers.BroadcastOp{Kind: servers.OpGroup}, new(servers.BroadcastReply))
+		o, err := p.call(context.Background(), rpcwire.RPCBroadcast, &rpcwire.BroadcastOp{Kind: rpcwire.OpGroup}, new(rpcwire.BroadcastReply))
 		return o, time.Since(start), err
 	}
 	if o, _, err := call(); err != nil {
@@ -274,14 +275,14 @@ func TestPeerConnectionLossIsNoticedAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := newRPCServer(ln, local, func(*servers.PresenceOp) *servers.PresenceReply { return &servers.PresenceReply{} },
+	s, err := newRPCServer(ln, local, func(*rpcwire.PresenceOp) *rpcwire.PresenceReply { return &rpcwire.PresenceReply{} },
 		authKey([]byte("s")), zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, _ := bareDialer(t, "s", time.Second)
 	p := startPeer(t, c, local.id, ln.Addr().String())
-	if _, err := p.call(context.Background(), "Node.Unicast", &servers.UnicastOp{}, new(servers.UnicastReply)); err != nil {
+	if _, err := p.call(context.Background(), rpcwire.RPCUnicast, &rpcwire.UnicastOp{}, new(rpcwire.UnicastReply)); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
@@ -294,7 +295,7 @@ func TestPeerConnectionLossIsNoticedAtOnce(t *testing.T) {
 	}
 	t.Logf("connection loss noticed after %v", time.Since(killed))
 	start := time.Now()
-	if o, _ := p.call(context.Background(), "Node.Unicast", &servers.UnicastOp{}, new(servers.UnicastReply)); o != outcomeUnreachable {
+	if o, _ := p.call(context.Background(), rpcwire.RPCUnicast, &rpcwire.UnicastOp{}, new(rpcwire.UnicastReply)); o != outcomeUnreachable {
 		t.Fatalf("call to a dead peer: %s", o)
 	}
 	if d := time.Since(start); d > 50*time.Millisecond {

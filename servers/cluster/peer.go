@@ -12,8 +12,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/go-websocket/go-websocket/pkg/metrics"
-	"github.com/go-websocket/go-websocket/servers"
 	"github.com/go-websocket/go-websocket/servers/cluster/etcdwatch"
+	"github.com/go-websocket/go-websocket/servers/rpcwire"
 	"github.com/go-websocket/go-websocket/tools/ident"
 )
 
@@ -197,8 +197,8 @@ func (p *peer) connect() (*peerConn, error) {
 	_ = nc.SetDeadline(time.Time{})
 	dc := newDeadlineConn(nc, p.d.timeout)
 	pc := &peerConn{cli: rpc.NewClient(dc), dc: dc}
-	var reply servers.BroadcastReply
-	call := pc.cli.Go(servers.RPCBroadcast, &servers.BroadcastOp{Kind: servers.OpStats}, &reply, make(chan *rpc.Call, 1))
+	var reply rpcwire.BroadcastReply
+	call := pc.cli.Go(rpcwire.RPCBroadcast, &rpcwire.BroadcastOp{Kind: rpcwire.OpStats}, &reply, make(chan *rpc.Call, 1))
 	select {
 	case <-call.Done:
 		err = call.Error

@@ -14,13 +14,14 @@ import (
 
 	"github.com/go-websocket/go-websocket/servers"
 	"github.com/go-websocket/go-websocket/servers/cluster/etcdwatch"
+	"github.com/go-websocket/go-websocket/servers/rpcwire"
 	"github.com/go-websocket/go-websocket/tools/ident"
 )
 
 // The presence index: every node keeps, under its own lease, one key per
 // local client,
 //
-//	<prefix>/presence/<nodeId>/<clientId>   JSON servers.ClientPresence
+//	<prefix>/presence/<nodeId>/<clientId>   JSON rpcwire.ClientPresence
 //
 // written by a batching writer (one transaction per short window), and
 // every node follows all of them into a cache (the watch of the peer
@@ -54,7 +55,7 @@ type presenceWriter struct {
 	etcdTimeout time.Duration
 	log         *zap.Logger
 	// announce tells the peers about a write (Rev) or a failure (Dirty).
-	announce func(ctx context.Context, op *servers.PresenceOp)
+	announce func(ctx context.Context, op *rpcwire.PresenceOp)
 
 	mu      sync.Mutex
 	pending map[string]struct{}
@@ -69,7 +70,7 @@ type presenceWriter struct {
 }
 
 func newPresenceWriter(cli *clientv3.Client, prefix string, self ident.NodeID, local Local, etcdTimeout time.Duration,
-	log *zap.Logger, announce func(context.Context, *servers.PresenceOp)) *presenceWriter {
+	log *zap.Logger, announce func(context.Context, *rpcwire.PresenceOp)) *presenceWriter {
 	return &presenceWriter{cli: cli, prefix: prefix + "/presence/", self: self, local: local, etcdTimeout: etcdTimeout,
 		log: log, announce: announce, pending: map[string]struct{}{}, kick: make(chan struct{}, 1)}
 }
@@ -162,7 +163,7 @@ func (w *presenceWriter) run(ctx context.Context) {
 			if first {
 				w.log.Warn("writing presence to etcd failed; peers send this node every group message until it is written", zap.Error(err))
 			}
-			w.announce(ctx, &servers.PresenceOp{Dirty: true})
+			w.announce(ctx, &rpcwire.PresenceOp{Dirty: true})
 			w.release(waiters, false)
 			wait = etcdwatch.Next(wait, 250*time.Millisecond)
 			w.signal()
@@ -173,7 +174,7 @@ func (w *presenceWriter) run(ctx context.Context) {
 		w.dirty = false
 		w.mu.Unlock()
 		if len(waiters) > 0 || wasDirty {
-			w.announce(ctx, &servers.PresenceOp{Rev: rev})
+			w.announce(ctx, &rpcwire.PresenceOp{Rev: rev})
 		}
 		w.release(waiters, true)
 	}
@@ -236,7 +237,7 @@ func (w *presenceWriter) replay(ctx context.Context, lease clientv3.LeaseID) err
 	clear(w.pending)
 	w.mu.Unlock()
 	var ids []string
-	w.local.EachPresence(func(id string, _ servers.ClientPresence) { ids = append(ids, id) })
+	w.local.EachPresence(func(id string, _ rpcwire.ClientPresence) { ids = append(ids, id) })
 	if len(ids) == 0 {
 		return nil
 	}
@@ -250,7 +251,7 @@ func (w *presenceWriter) replay(ctx context.Context, lease clientv3.LeaseID) err
 type entry struct {
 	node ident.NodeID
 	id   string
-	servers.ClientPresence
+	rpcwire.ClientPresence
 }
 
 type groupKey struct{ system, group string }
@@ -472,7 +473,7 @@ func (c *Cluster) PresenceSync(clientID string, within time.Duration) {
 	c.writer.markDirty()
 	ctx, cancel := context.WithTimeout(c.ctx, within/2)
 	defer cancel()
-	c.announce(ctx, &servers.PresenceOp{Dirty: true})
+	c.announce(ctx, &rpcwire.PresenceOp{Dirty: true})
 }
 
 // trusted reports whether group sends may follow the cache.
@@ -563,7 +564,7 @@ func (c *Cluster) PresenceStats() PresenceStats {
 // announce tells every reachable peer about this node's presence writes:
 // Dirty (a write failed: send me every group message) or Rev (my writes up
 // to Rev are in etcd: reach that revision before answering).
-func (c *Cluster) announce(ctx context.Context, op *servers.PresenceOp) {
+func (c *Cluster) announce(ctx context.Context, op *rpcwire.PresenceOp) {
 	op.Node = c.self.String()
 	var wg sync.WaitGroup
 	for _, p := range c.table.all() {
@@ -573,25 +574,25 @@ func (c *Cluster) announce(ctx context.Context, op *servers.PresenceOp) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var reply servers.PresenceReply
-			_ = c.d.call(ctx, p, methodPresence, servers.RPCPresence, op, &reply)
+			var reply rpcwire.PresenceReply
+			_ = c.d.call(ctx, p, methodPresence, rpcwire.RPCPresence, op, &reply)
 		}()
 	}
 	wg.Wait()
 }
 
 // onPresenceOp runs a peer's announcement on this node.
-func (c *Cluster) onPresenceOp(op *servers.PresenceOp) *servers.PresenceReply {
+func (c *Cluster) onPresenceOp(op *rpcwire.PresenceOp) *rpcwire.PresenceReply {
 	node, err := ident.ParseNodeID(op.Node)
 	if err != nil {
-		return &servers.PresenceReply{}
+		return &rpcwire.PresenceReply{}
 	}
 	pc := c.cache
 	if op.Dirty {
 		pc.mu.Lock()
 		pc.dirty[node] = true
 		pc.mu.Unlock()
-		return &servers.PresenceReply{Applied: true}
+		return &rpcwire.PresenceReply{Applied: true}
 	}
 	pc.mu.Lock()
 	delete(pc.dirty, node)
@@ -602,5 +603,5 @@ func (c *Cluster) onPresenceOp(op *servers.PresenceOp) *servers.PresenceReply {
 			break
 		}
 	}
-	return &servers.PresenceReply{Applied: pc.waitApplied(op.Rev, c.o.RPCTimeout/2)}
+	return &rpcwire.PresenceReply{Applied: pc.waitApplied(op.Rev, c.o.RPCTimeout/2)}
 }

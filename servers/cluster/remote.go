@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-websocket/go-websocket/define"
 	"github.com/go-websocket/go-websocket/servers"
+	"github.com/go-websocket/go-websocket/servers/rpcwire"
 	"github.com/go-websocket/go-websocket/tools/ident"
 )
 
@@ -25,15 +26,15 @@ const (
 //
 // A node missing from the table is looked up in etcd first: it may have
 // registered a moment ago, before its watch event arrived here.
-func (c *Cluster) Unicast(ctx context.Context, node ident.NodeID, op *servers.UnicastOp) (*servers.UnicastReply, error) {
+func (c *Cluster) Unicast(ctx context.Context, node ident.NodeID, op *rpcwire.UnicastOp) (*rpcwire.UnicastReply, error) {
 	p := c.table.get(node)
 	if p == nil {
 		if p = c.table.lookup(ctx, node); p == nil {
-			return &servers.UnicastReply{Code: define.CodeClientOffline}, nil
+			return &rpcwire.UnicastReply{Code: define.CodeClientOffline}, nil
 		}
 	}
-	reply := new(servers.UnicastReply)
-	if err := c.d.call(ctx, p, methodUnicast, servers.RPCUnicast, op, reply); err != nil {
+	reply := new(rpcwire.UnicastReply)
+	if err := c.d.call(ctx, p, methodUnicast, rpcwire.RPCUnicast, op, reply); err != nil {
 		return nil, &define.Error{Code: define.CodeUnavailable,
 			Msg: fmt.Sprintf("cluster unavailable: node %s, which holds the client, does not answer; try again", p.name)}
 	}
@@ -43,7 +44,7 @@ func (c *Cluster) Unicast(ctx context.Context, node ident.NodeID, op *servers.Un
 // Broadcast implements servers.Remote: op runs on every peer in parallel.
 // Peers that are down are not called and are listed as unreachable at once;
 // the others have until the deadline to answer.
-func (c *Cluster) Broadcast(ctx context.Context, op *servers.BroadcastOp) ([]*servers.BroadcastReply, []string) {
+func (c *Cluster) Broadcast(ctx context.Context, op *rpcwire.BroadcastOp) ([]*rpcwire.BroadcastReply, []string) {
 	t := c.table.all()
 	ps := make([]*peer, 0, len(t))
 	for _, p := range t {
@@ -56,7 +57,7 @@ var _ servers.Targeted = (*Cluster)(nil)
 
 // BroadcastTo implements servers.Targeted: op runs on the named nodes that
 // are in the peer table, like Broadcast.
-func (c *Cluster) BroadcastTo(ctx context.Context, nodes []ident.NodeID, op *servers.BroadcastOp) ([]*servers.BroadcastReply, []string) {
+func (c *Cluster) BroadcastTo(ctx context.Context, nodes []ident.NodeID, op *rpcwire.BroadcastOp) ([]*rpcwire.BroadcastReply, []string) {
 	t := c.table.all()
 	ps := make([]*peer, 0, len(nodes))
 	for _, id := range nodes {
@@ -67,13 +68,13 @@ func (c *Cluster) BroadcastTo(ctx context.Context, nodes []ident.NodeID, op *ser
 	return c.broadcast(ctx, ps, op)
 }
 
-func (c *Cluster) broadcast(ctx context.Context, t []*peer, op *servers.BroadcastOp) ([]*servers.BroadcastReply, []string) {
+func (c *Cluster) broadcast(ctx context.Context, t []*peer, op *rpcwire.BroadcastOp) ([]*rpcwire.BroadcastReply, []string) {
 	if len(t) == 0 {
 		return nil, nil
 	}
 	type result struct {
 		p     *peer
-		reply *servers.BroadcastReply
+		reply *rpcwire.BroadcastReply
 		err   error
 	}
 	results := make(chan result, len(t))
@@ -88,12 +89,12 @@ func (c *Cluster) broadcast(ctx context.Context, t []*peer, op *servers.Broadcas
 		}
 		calls++
 		go func() {
-			r := new(servers.BroadcastReply)
-			err := c.d.call(ctx, p, methodBroadcast, servers.RPCBroadcast, op, r)
+			r := new(rpcwire.BroadcastReply)
+			err := c.d.call(ctx, p, methodBroadcast, rpcwire.RPCBroadcast, op, r)
 			results <- result{p, r, err}
 		}()
 	}
-	replies := make([]*servers.BroadcastReply, 0, calls)
+	replies := make([]*rpcwire.BroadcastReply, 0, calls)
 	for range calls {
 		r := <-results
 		if r.err != nil {

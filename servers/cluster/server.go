@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/go-websocket/go-websocket/servers"
+	"github.com/go-websocket/go-websocket/servers/rpcwire"
 	"github.com/go-websocket/go-websocket/tools/ident"
 )
 
@@ -19,11 +20,11 @@ import (
 // declared gone. *servers.Node implements it.
 type Local interface {
 	ID() ident.NodeID
-	LocalUnicast(op *servers.UnicastOp) *servers.UnicastReply
-	LocalBroadcast(op *servers.BroadcastOp) *servers.BroadcastReply
+	LocalUnicast(op *rpcwire.UnicastOp) *rpcwire.UnicastReply
+	LocalBroadcast(op *rpcwire.BroadcastOp) *rpcwire.BroadcastReply
 	CountRPCError()
-	PresenceOf(clientID string) (servers.ClientPresence, bool)
-	EachPresence(fn func(clientID string, p servers.ClientPresence))
+	PresenceOf(clientID string) (rpcwire.ClientPresence, bool)
+	EachPresence(fn func(clientID string, p rpcwire.ClientPresence))
 	NodeLost()
 	PeerLost(lost []servers.LostClient)
 }
@@ -32,23 +33,23 @@ type Local interface {
 // methods run the very same node methods a local call would.
 type service struct {
 	local    Local
-	presence func(*servers.PresenceOp) *servers.PresenceReply
+	presence func(*rpcwire.PresenceOp) *rpcwire.PresenceReply
 }
 
 // Presence runs a peer's presence note on this node.
-func (s *service) Presence(op *servers.PresenceOp, reply *servers.PresenceReply) error {
+func (s *service) Presence(op *rpcwire.PresenceOp, reply *rpcwire.PresenceReply) error {
 	*reply = *s.presence(op)
 	return nil
 }
 
 // Unicast runs a forwarded unicast on this node.
-func (s *service) Unicast(op *servers.UnicastOp, reply *servers.UnicastReply) error {
+func (s *service) Unicast(op *rpcwire.UnicastOp, reply *rpcwire.UnicastReply) error {
 	*reply = *s.local.LocalUnicast(op)
 	return nil
 }
 
 // Broadcast runs a forwarded broadcast on this node.
-func (s *service) Broadcast(op *servers.BroadcastOp, reply *servers.BroadcastReply) error {
+func (s *service) Broadcast(op *rpcwire.BroadcastOp, reply *rpcwire.BroadcastReply) error {
 	*reply = *s.local.LocalBroadcast(op)
 	return nil
 }
@@ -99,7 +100,7 @@ func (l *logLimiter) allow(now time.Time) (count int, ok bool) {
 	return count, true
 }
 
-func newRPCServer(ln net.Listener, local Local, presence func(*servers.PresenceOp) *servers.PresenceReply,
+func newRPCServer(ln net.Listener, local Local, presence func(*rpcwire.PresenceOp) *rpcwire.PresenceReply,
 	key []byte, log *zap.Logger) (*rpcServer, error) {
 	srv := rpc.NewServer()
 	if err := srv.RegisterName("Node", &service{local: local, presence: presence}); err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-websocket/go-websocket/servers"
 	"github.com/go-websocket/go-websocket/servers/cluster/etcdwatch"
+	"github.com/go-websocket/go-websocket/servers/rpcwire"
 	"github.com/go-websocket/go-websocket/tools/ident"
 )
 
@@ -239,8 +240,8 @@ func (t *table) probe(p *peer) bool {
 	ctx, cancel := context.WithTimeout(t.d.ctx, t.d.timeout)
 	defer cancel()
 	if p.cur.Load() != nil {
-		var reply servers.BroadcastReply
-		_, err := p.call(ctx, servers.RPCBroadcast, &servers.BroadcastOp{Kind: servers.OpStats}, &reply)
+		var reply rpcwire.BroadcastReply
+		_, err := p.call(ctx, rpcwire.RPCBroadcast, &rpcwire.BroadcastOp{Kind: rpcwire.OpStats}, &reply)
 		return err == nil
 	}
 	pc, err := p.connect()
