@@ -110,6 +110,9 @@ type Cluster struct {
 	KeyPrefix       string        `ini:"keyPrefix" default:"/go-websocket" help:"prefix of every key this cluster keeps in etcd"`
 	Secret          string        `ini:"secret" default:"" help:"secret shared by every node (required in a cluster)"`
 	RPCTimeout      time.Duration `ini:"rpcTimeout" default:"2s" help:"deadline of every call to another node"`
+	TLSCert         string        `ini:"tlsCert" default:"" help:"mutual TLS on the RPC port: this node's certificate (PEM)"`
+	TLSKey          string        `ini:"tlsKey" default:"" help:"mutual TLS on the RPC port: this node's private key (PEM)"`
+	TLSCA           string        `ini:"tlsCA" default:"" help:"mutual TLS on the RPC port: the CA that signs every node's certificate (PEM)"`
 }
 
 // Webhook is the [webhook] section.
@@ -288,6 +291,15 @@ func (c *Config) check() error {
 		}
 		if set != 0 && set != 3 {
 			return errors.New("config keys cluster.etcdCertFile, etcdKeyFile, etcdCAFile: set all three or none")
+		}
+		rpcTLS := 0
+		for _, f := range []string{c.Cluster.TLSCert, c.Cluster.TLSKey, c.Cluster.TLSCA} {
+			if f != "" {
+				rpcTLS++
+			}
+		}
+		if rpcTLS != 0 && rpcTLS != 3 {
+			return errors.New("config keys cluster.tlsCert, tlsKey, tlsCA: set all three or none")
 		}
 	}
 	return nil

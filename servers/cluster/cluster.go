@@ -25,6 +25,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -62,6 +63,8 @@ type Options struct {
 	RPCTimeout time.Duration
 	// EtcdTimeout bounds each etcd request (default RPCTimeout).
 	EtcdTimeout time.Duration
+	// TLS, when set, runs the RPC port over mutual TLS.
+	TLS *RPCTLS
 	// RegisterWait is how long Start waits for the first registration
 	// before returning anyway (registration keeps retrying; /readyz tells).
 	RegisterWait time.Duration
@@ -180,6 +183,10 @@ func (c *Cluster) Start(local Local, httpAddr string) error {
 	c.log = c.log.With(zap.String("node", c.info.ID))
 	c.d = &dialer{ctx: c.ctx, self: c.self, key: authKey(c.o.Secret), timeout: c.o.RPCTimeout,
 		log: c.log, metrics: c.metrics, failed: local.CountRPCError}
+	if c.o.TLS != nil {
+		c.d.tls = c.o.TLS.clientConfig()
+		ln = tls.NewListener(ln, c.o.TLS.serverConfig())
+	}
 	c.table = newTable(c.d, c.cli, c.prefix, c.o.EtcdTimeout, c.o.LeaseTTL, c.log, c.cache, local.PeerLost)
 	c.writer = newPresenceWriter(c.cli, c.prefix, c.self, local, c.o.EtcdTimeout, c.log, c.announce)
 	c.registerMetrics()

@@ -52,7 +52,16 @@ func Open(ctx context.Context, cfg *setting.Config, version string, m *metrics.M
 		return nil, fmt.Errorf("config key cluster.etcdEndpoints: etcd at %s did not answer within %s (cluster.etcdDialTimeout): %w",
 			strings.Join(cc.EtcdEndpoints, ","), cc.EtcdDialTimeout, err)
 	}
+	var rpcTLS *RPCTLS
+	if cc.TLSCert != "" {
+		if rpcTLS, err = LoadRPCTLS(cc.TLSCert, cc.TLSKey, cc.TLSCA); err != nil {
+			systems.Close()
+			_ = cli.Close()
+			return nil, err
+		}
+	}
 	c, err := New(Options{
+		TLS:          rpcTLS,
 		Client:       cli,
 		KeyPrefix:    cc.KeyPrefix,
 		LeaseTTL:     cc.LeaseTTL,

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -41,6 +42,8 @@ type dialer struct {
 	metrics *metrics.Metrics
 	// failed is told of every failed call (the node counts them).
 	failed func()
+	// tls, when set, wraps every connection in mutual TLS.
+	tls *tls.Config
 }
 
 // call runs one RPC on p and records it in the metrics.
@@ -184,6 +187,14 @@ func (p *peer) connect() (*peerConn, error) {
 	}
 	dl, _ := ctx.Deadline()
 	_ = nc.SetDeadline(dl)
+	if p.d.tls != nil {
+		tc := tls.Client(nc, p.d.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		nc = tc
+	}
 	stopClose := context.AfterFunc(ctx, func() { nc.Close() })
 	err = clientHandshake(nc, p.d.key, p.d.self, p.id)
 	if !stopClose() {

@@ -218,14 +218,15 @@ type cluster struct {
 	prefix string
 	secret string
 	nodes  []*nodeProc
-	lb     string // http://127.0.0.1:PORT of nginx
+	lb     string   // http://127.0.0.1:PORT of nginx
+	env    []string // more environment for every node
 	hc     *http.Client
 }
 
-func newCluster(t *testing.T, nodes int) *cluster {
+func newCluster(t *testing.T, nodes int, env ...string) *cluster {
 	t.Helper()
 	requireTools(t)
-	c := &cluster{t: t, etcd: startEtcd(t), prefix: "/e2e-" + randHex(4), secret: randHex(16),
+	c := &cluster{t: t, etcd: startEtcd(t), prefix: "/e2e-" + randHex(4), secret: randHex(16), env: env,
 		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}}
 	t.Cleanup(c.hc.CloseIdleConnections)
 	for i := range nodes {
@@ -273,6 +274,7 @@ func (c *cluster) launchNode(idx int) *nodeProc {
 		"GOWS_SERVER_DRAINTIMEOUT=5s",
 		"GOWS_LOG_LEVEL=info",
 	)
+	env = append(env, c.env...)
 	n := &nodeProc{idx: idx, httpPort: httpPort, url: "http://127.0.0.1:" + strconv.Itoa(httpPort)}
 	n.proc = startProc(t, fmt.Sprintf("node%d", idx), t.TempDir(), env, binPath, "-c", filepath.Join(repoRoot, "conf.ini"))
 	return n
