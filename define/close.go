@@ -30,6 +30,7 @@ const (
 	ReasonWriteTimeout  = "write_timeout"   // a write did not complete within writeTimeout
 	ReasonNodeLost      = "node_lost"       // the node was declared gone by its cluster
 	ReasonSessionExpire = "session_expired" // a suspended session was not resumed within sessionTTL
+	ReasonMoved         = "moved"           // the session resumed on another node
 )
 
 // The reasons the server closes a connection for.

@@ -4,6 +4,9 @@ package define
 const (
 	MsgCodeJoin  = 1001
 	MsgCodeLeave = 1002
+	// MsgCodeMove: a member's session resumed on another node with a new
+	// clientId (instead of a leave and a join).
+	MsgCodeMove = 1003
 )
 
 // WebSocket close codes.

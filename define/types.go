@@ -19,10 +19,13 @@ type Message struct {
 
 // MemberEvent is the data of a 1001/1002 membership event.
 type MemberEvent struct {
-	ClientID  string `json:"clientId"`
-	GroupName string `json:"groupName"`
-	UserID    string `json:"userId"`
-	Extend    string `json:"extend"`
+	ClientID string `json:"clientId"`
+	// PreviousClientID is set on a 1003 event only: the clientId the
+	// client had before its session moved to another node.
+	PreviousClientID string `json:"previousClientId,omitempty"`
+	GroupName        string `json:"groupName"`
+	UserID           string `json:"userId"`
+	Extend           string `json:"extend"`
 }
 
 // SendResult answers send_to_clients.

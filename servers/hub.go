@@ -185,9 +185,10 @@ func (h *Hub) remove(c *Client, reason string) {
 	c.removed = true
 	delete(s.clients, c)
 	s.unindexUser(c, c.userID())
-	// A node declared gone closes its clients silently: its peers have
-	// announced them already.
-	events := h.node.eventsOn(c.SystemID) && reason != define.ReasonNodeLost
+	// A node declared gone closes its clients silently (its peers have
+	// announced them already), and a session that moved to another node
+	// leaves no group (members get one 1003 from there).
+	events := h.node.eventsOn(c.SystemID) && reason != define.ReasonNodeLost && reason != define.ReasonMoved
 	drain := false
 	for g, m := range c.groups {
 		members := s.groups[g]

@@ -1,6 +1,9 @@
 package servers
 
-import "github.com/go-websocket/go-websocket/define"
+import (
+	"github.com/go-websocket/go-websocket/define"
+	"github.com/go-websocket/go-websocket/servers/rpcwire"
+)
 
 // replace puts c, a resumed session's new connection, where old was: in the
 // id index, in its system and in every group, with the same membership. No
@@ -37,4 +40,43 @@ func (h *Hub) replace(old, c *Client) {
 		// shutdown may have listed the clients before this one was indexed.
 		c.close(define.DisconnectShutdown)
 	}
+}
+
+// memberships lists c's groups (for a session moving to another node).
+func (h *Hub) memberships(c *Client) []rpcwire.Membership {
+	s := h.system(c.SystemID, false)
+	if s == nil {
+		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]rpcwire.Membership, 0, len(c.groups))
+	for g, m := range c.groups {
+		out = append(out, rpcwire.Membership{Group: g, UserID: m.userID, Extend: m.extend})
+	}
+	return out
+}
+
+// restoreMember puts c in a group it had before its session moved here,
+// without a join event (the group hears one 1003 instead).
+func (h *Hub) restoreMember(c *Client, group, userID, extend string) {
+	s := h.system(c.SystemID, true)
+	s.mu.Lock()
+	if c.removed {
+		s.mu.Unlock()
+		return
+	}
+	m := &member{userID: userID, extend: extend}
+	if c.groups == nil {
+		c.groups = map[string]*member{}
+	}
+	c.groups[group] = m
+	members := s.groups[group]
+	if members == nil {
+		members = map[*Client]*member{}
+		s.groups[group] = members
+	}
+	members[c] = m
+	s.mu.Unlock()
+	h.node.presenceChanged(c)
 }

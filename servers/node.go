@@ -61,19 +61,20 @@ type (
 
 // Operation kinds (see package rpcwire).
 const (
-	OpSend     = rpcwire.OpSend
-	OpSendMany = rpcwire.OpSendMany
-	OpBind     = rpcwire.OpBind
-	OpUnbind   = rpcwire.OpUnbind
-	OpClose    = rpcwire.OpClose
-	OpIsOnline = rpcwire.OpIsOnline
-	OpBindUser = rpcwire.OpBindUser
-	OpGroup    = rpcwire.OpGroup
-	OpSystem   = rpcwire.OpSystem
-	OpList     = rpcwire.OpList
-	OpStats    = rpcwire.OpStats
-	OpUser     = rpcwire.OpUser
-	OpUserList = rpcwire.OpUserList
+	OpSend        = rpcwire.OpSend
+	OpSendMany    = rpcwire.OpSendMany
+	OpBind        = rpcwire.OpBind
+	OpUnbind      = rpcwire.OpUnbind
+	OpClose       = rpcwire.OpClose
+	OpIsOnline    = rpcwire.OpIsOnline
+	OpBindUser    = rpcwire.OpBindUser
+	OpTakeSession = rpcwire.OpTakeSession
+	OpGroup       = rpcwire.OpGroup
+	OpSystem      = rpcwire.OpSystem
+	OpList        = rpcwire.OpList
+	OpStats       = rpcwire.OpStats
+	OpUser        = rpcwire.OpUser
+	OpUserList    = rpcwire.OpUserList
 )
 
 // Node owns this process's clients and knows, through Remote, the others.
@@ -98,6 +99,8 @@ type Node struct {
 	rpcErrors atomic.Uint64
 	// acks are the messages of this node waiting for a client's ack.
 	acks ackWaits
+	// moved: clients whose session resumed on another node.
+	moved movedClients
 }
 
 // NewNode builds a node and starts its hub.
@@ -331,7 +334,15 @@ func (n *Node) LocalUnicast(op *UnicastOp) *UnicastReply {
 	if _, local, ok := n.route(op.SystemID, op.ClientID); !ok || !local {
 		return &UnicastReply{Code: define.CodeClientOffline}
 	}
+	if op.Kind == OpTakeSession {
+		return n.giveSession(op)
+	}
 	c := n.hub.lookup(op.SystemID, op.ClientID)
+	if c == nil {
+		if rep, ok := n.forwardMoved(op); ok {
+			return rep
+		}
+	}
 	if op.Kind == OpIsOnline {
 		return &UnicastReply{Online: c != nil}
 	}

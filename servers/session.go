@@ -353,6 +353,20 @@ func welcomeFrame(clientID, token string, resumed bool) frame {
 	return newFrame(opText, b)
 }
 
+// welcomeFrameMoved is the welcome of a session resumed from another node:
+// a new clientId and the one it replaces.
+func welcomeFrameMoved(clientID, token, previous string) frame {
+	b := make([]byte, 0, 128+len(clientID)+len(token)+len(previous))
+	b = append(b, `{"code":0,"msg":"success","data":{"clientId":`...)
+	b = wsframe.AppendString(b, clientID)
+	b = append(b, `,"resumeToken":`...)
+	b = wsframe.AppendString(b, token)
+	b = append(b, `,"resumed":true,"previousClientId":`...)
+	b = wsframe.AppendString(b, previous)
+	b = append(b, `}}`...)
+	return newFrame(opText, b)
+}
+
 // resume attaches a new connection to the suspended (or not yet noticed as
 // dropped) session the token names, and replays the frames after lastSeq.
 // It reports false when that cannot be done: the token is forged, the
@@ -372,7 +386,10 @@ func (n *Node) resume(nc net.Conn, systemID, userID, token, lastSeq string) bool
 		last = v
 	}
 	old := n.hub.lookup(systemID, id)
-	if old == nil || (userID != "" && userID != old.UserID) {
+	if old == nil {
+		return n.resumeElsewhere(nc, systemID, userID, id, last)
+	}
+	if userID != "" && userID != old.UserID {
 		return false
 	}
 	c := newClient(n.hub, id, systemID, old.UserID, nc)

@@ -19,6 +19,9 @@ const (
 	OpClose    = "close"
 	OpIsOnline = "is_online"
 	OpBindUser = "bind_user"
+	// OpTakeSession moves a client's session to the calling node, which
+	// a resume reached (the reply carries it).
+	OpTakeSession = "take_session"
 )
 
 // UnicastOp is a unicast carried to the owning node.
@@ -36,6 +39,10 @@ type UnicastOp struct {
 	// for it at most AckWait and answers Acked.
 	Ack     bool
 	AckWait time.Duration
+	// OpTakeSession: the last seq the client received and the clientId
+	// the calling node gave its new connection.
+	LastSeq     uint64
+	NewClientID string
 }
 
 // UnicastReply answers a UnicastOp. Code is 0 or a define error code; Msg
@@ -47,6 +54,28 @@ type UnicastReply struct {
 	Offline   []string
 	Acked     bool
 	Msg       string
+	Session   *Session // OpTakeSession
+}
+
+// Session is a client's session on its way to another node: the frames
+// after the resume's lastSeq, the sequence, the user and the groups.
+type Session struct {
+	Seq       uint64
+	Frames    []KeptFrame
+	UserID    string
+	TokenUser bool // the user came from the connect token
+	Groups    []Membership
+}
+
+// KeptFrame is one kept frame (complete, as first built) and its seq.
+type KeptFrame struct {
+	Frame []byte
+	Seq   uint64
+}
+
+// Membership is one group of a moving client.
+type Membership struct {
+	Group, UserID, Extend string
 }
 
 // Broadcast operation kinds.
