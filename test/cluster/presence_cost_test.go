@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,12 +80,13 @@ func TestPresenceCost(t *testing.T) {
 	type member struct {
 		n  *tnode
 		id string
+		c  *wsClient
 	}
 	var ms []member
 	for i := range clients {
 		n := tc.nodes[rand.IntN(len(tc.nodes))]
 		c := n.dial(t, "s1")
-		ms = append(ms, member{n, c.id})
+		ms = append(ms, member{n, c.id, c})
 		_ = i
 	}
 	connectWrites := settledWrites(tc) - writes0
@@ -129,11 +131,42 @@ func TestPresenceCost(t *testing.T) {
 	}
 	slices.Sort(lat)
 	rpcPerSend := (after - before) / float64(sends)
-	t.Logf("3 nodes, %d clients in %d rooms of 10: etcd writes per connect %.2f, per bind %.2f (%d transactions for %d connects and binds, binds took %v); RPCs per send_to_group %.2f (all-nodes fan-out: 2); get_online_list p50 %v p99 %v (over HTTP, in-process)",
-		clients, rooms, connectWrites/float64(clients), bindWrites/float64(clients), txns, 2*clients, bindTook.Round(time.Millisecond),
-		rpcPerSend, lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond))
+	beforeDisc := settledWrites(tc)
+	for _, m := range ms {
+		m.c.conn.Close()
+		<-m.c.done
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		gone := true
+		for _, n := range tc.nodes {
+			if r := n.post(t, "get_online_list", "s1", map[string]any{}); r.Code != 0 || !strings.Contains(string(r.Data), `"count":0`) {
+				gone = false
+			}
+		}
+		if gone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("lists still show clients 10 s after they all disconnected")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	discWrites := (settledWrites(tc) - beforeDisc) / float64(clients)
+	var allWrites, allBytes uint64
+	for _, n := range tc.nodes {
+		st := n.cl.PresenceStats()
+		allWrites += st.Writes
+		allBytes += st.Bytes
+	}
+	t.Logf("3 nodes, %d clients in %d rooms of 10: etcd writes per connect %.2f, per bind %.2f, per disconnect %.2f (%d transactions for %d connects and binds, binds took %v); %.0f bytes per write; RPCs per send_to_group %.2f (all-nodes fan-out: 2); get_online_list p50 %v p99 %v (over HTTP, in-process)",
+		clients, rooms, connectWrites/float64(clients), bindWrites/float64(clients), discWrites, txns, 2*clients, bindTook.Round(time.Millisecond),
+		float64(allBytes)/float64(max(allWrites, 1)), rpcPerSend, lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond))
 	if rpcPerSend > 2 {
 		t.Fatalf("%.2f RPCs per send_to_group, want at most the number of other nodes holding members", rpcPerSend)
+	}
+	if discWrites > 1.01 {
+		t.Fatalf("%.2f etcd writes per disconnect, want at most 1", discWrites)
 	}
 	if bindWrites/float64(clients) > 1.01 {
 		t.Fatalf("%.2f etcd writes per bind, want at most 1", bindWrites/float64(clients))
