@@ -20,8 +20,7 @@ type Client struct {
 	UserID   string
 
 	hub *Hub
-	nc  net.Conn
-	w   writer
+	w   writer // its nc is the connection
 
 	// parties counts the reader and the writer's end; the last one to
 	// finish closes the socket, so neither races the other's final use of it.
@@ -42,7 +41,7 @@ type Client struct {
 }
 
 func newClient(h *Hub, id, systemID, userID string, nc net.Conn) *Client {
-	c := &Client{ID: id, SystemID: systemID, UserID: userID, hub: h, nc: nc}
+	c := &Client{ID: id, SystemID: systemID, UserID: userID, hub: h}
 	c.w.init(c, nc, &h.cfg)
 	if h.cfg.SessionTTL > 0 {
 		c.w.sess = &session{}
@@ -100,7 +99,7 @@ func (c *Client) closeWith(d define.Disconnect, asyncLeave bool) {
 // the hub the connection is gone.
 func (c *Client) done() {
 	if c.parties.Add(-1) == 0 {
-		_ = c.nc.Close()
+		_ = c.w.nc.Close()
 		c.hub.liveDone()
 	}
 }

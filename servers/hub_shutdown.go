@@ -35,7 +35,7 @@ func (h *Hub) drain(deadline time.Time) {
 	case <-time.After(time.Until(deadline)):
 	}
 	for _, c := range clients {
-		_ = c.nc.Close()
+		_ = c.w.nc.Close()
 	}
 	// Closing the sockets ends every reader and writer promptly.
 	select {

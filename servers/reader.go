@@ -27,7 +27,7 @@ var errClosed = errors.New("client closed")
 // verdict is handled in readEnded, not here), so that its stack stays the
 // smallest a goroutine can have.
 func (c *Client) readLoop() {
-	r := wsframe.NewReader(c.nc)
+	r := wsframe.NewReader(c.w.nc)
 	r.Limit = c.hub.cfg.ReadLimit
 	c.readEnded(r, c.readFrames(r))
 	c.done()
@@ -62,7 +62,7 @@ func (c *Client) readFrames(r *wsframe.Reader) error {
 	pongWait := c.hub.cfg.PongWait
 	for {
 		if !c.w.closeSent.Load() {
-			if err := c.nc.SetReadDeadline(time.Now().Add(pongWait)); err != nil {
+			if err := c.w.nc.SetReadDeadline(time.Now().Add(pongWait)); err != nil {
 				return err
 			}
 		}
@@ -121,7 +121,7 @@ const maxDiscard = 16 << 20
 // close frame, EOF or a short deadline, so the socket is not closed with
 // unread bytes either (the kernel would answer those with a reset).
 func (c *Client) refused(r *wsframe.Reader, d define.Disconnect) {
-	_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+	_ = c.w.nc.SetReadDeadline(time.Now().Add(closeGrace))
 	discardErr := r.DiscardMessage(maxDiscard)
 	c.close(d)
 	var ne net.Error
@@ -129,7 +129,7 @@ func (c *Client) refused(r *wsframe.Reader, d define.Disconnect) {
 		return // the client is not sending: nothing to wait for
 	}
 	if !c.w.closeSent.Load() {
-		_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+		_ = c.w.nc.SetReadDeadline(time.Now().Add(closeGrace))
 	}
 	_ = r.Drain()
 }

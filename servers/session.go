@@ -249,7 +249,7 @@ func (c *Client) suspend() bool {
 	w.owned = true
 	s.timer = time.AfterFunc(c.hub.cfg.SessionTTL, c.expire)
 	w.mu.Unlock()
-	_ = c.nc.Close()
+	_ = c.w.nc.Close()
 	c.hub.metrics.Disconnects.WithLabelValues("suspended").Inc()
 	if idle {
 		c.done() // the writer's part: nobody owned the write side
@@ -329,7 +329,7 @@ func (c *Client) takeOver(old *Client, lastSeq uint64) bool {
 	if live {
 		// The server had not noticed the drop yet: end that connection
 		// without a close frame and without leaving the groups.
-		_ = old.nc.Close()
+		_ = old.w.nc.Close()
 		if idle {
 			old.done()
 		}

@@ -134,7 +134,7 @@ func (c *Client) export(lastSeq uint64) (*rpcwire.Session, bool) {
 		st.Frames = append(st.Frames, rpcwire.KeptFrame{Frame: o.f, Seq: o.seq})
 	}
 	if live {
-		_ = c.nc.Close()
+		_ = c.w.nc.Close()
 		if idle {
 			c.done()
 		}

@@ -218,6 +218,7 @@ func (n *Node) ServeWS(w http.ResponseWriter, r *http.Request) {
 		c.w.pushFirst(envelopeFrame(define.CodeSuccess, "success", id))
 	}
 	c.w.flush() // never delayed by a write delay: the client waits for it
+	c.w.trim()
 	go c.readLoop()
 }
 

@@ -39,8 +39,6 @@ type writer struct {
 	nc net.Conn
 	rc syscall.RawConn // non-blocking writes; nil where unsupported (rawwrite_*.go)
 
-	queueLen     int
-	writeTimeout time.Duration
 
 	mu         sync.Mutex
 	queue      []out
@@ -66,7 +64,6 @@ type writer struct {
 
 func (w *writer) init(c *Client, nc net.Conn, cfg *HubConfig) {
 	w.c, w.nc = c, nc
-	w.queueLen, w.writeTimeout = cfg.QueueLength, cfg.WriteTimeout
 	if cfg.WriteDelay <= 0 {
 		w.rc = rawConn(nc)
 	}
@@ -97,7 +94,7 @@ func (w *writer) push(f frame) (accepted, claimed, deep bool) {
 	o := out{f: f}
 	if s := w.sess; s != nil && isData(f) {
 		if s.suspended {
-			overflow := !s.keepSuspended(f, w.queueLen)
+			overflow := !s.keepSuspended(f, w.c.hub.cfg.QueueLength)
 			w.mu.Unlock()
 			if overflow {
 				w.c.sessionOverflow()
@@ -109,13 +106,13 @@ func (w *writer) push(f frame) (accepted, claimed, deep bool) {
 			w.mu.Unlock()
 			return false, false, false
 		}
-		o.seq = s.keep(f, w.queueLen)
+		o.seq = s.keep(f, w.c.hub.cfg.QueueLength)
 	}
 	if w.closing {
 		w.mu.Unlock()
 		return false, false, false
 	}
-	if len(w.queue) >= w.queueLen {
+	if len(w.queue) >= w.c.hub.cfg.QueueLength {
 		w.mu.Unlock()
 		w.c.slowConsumer()
 		return false, false, false
@@ -125,9 +122,19 @@ func (w *writer) push(f frame) (accepted, claimed, deep bool) {
 		w.owned = true
 		claimed = true
 	}
-	deep = 4*len(w.queue) >= w.queueLen
+	deep = 4*len(w.queue) >= w.c.hub.cfg.QueueLength
 	w.mu.Unlock()
 	return true, claimed, deep
+}
+
+// trim drops the idle queue buffer (after the welcome frame: a client that
+// is never sent anything keeps none).
+func (w *writer) trim() {
+	w.mu.Lock()
+	if !w.owned && len(w.queue) == 0 {
+		w.queue, w.spare = nil, nil
+	}
+	w.mu.Unlock()
 }
 
 // pushFirst puts f at the head of the queue; the caller owns the write side.
@@ -310,7 +317,7 @@ func (w *writer) loop() {
 
 		v := expand(batch)
 		bufs = append(bufs[:0], v.bufs...)
-		_ = w.nc.SetWriteDeadline(time.Now().Add(w.writeTimeout))
+		_ = w.nc.SetWriteDeadline(time.Now().Add(w.c.hub.cfg.WriteTimeout))
 		_, err := bufs.WriteTo(w.nc)
 		v.release()
 		clear(batch)
@@ -319,7 +326,7 @@ func (w *writer) loop() {
 			return
 		}
 		w.mu.Lock()
-		if w.spare == nil && cap(batch) <= 4*w.queueLen {
+		if w.spare == nil && cap(batch) <= 4*w.c.hub.cfg.QueueLength {
 			w.spare = batch[:0]
 		}
 		w.mu.Unlock()
@@ -356,7 +363,7 @@ func (w *writer) startClose(cf frame, drop bool) bool {
 // close, so a proxy in between never turns the close into a reset.
 func (w *writer) finish(cf frame) {
 	if cf != nil {
-		_ = w.nc.SetWriteDeadline(time.Now().Add(w.writeTimeout))
+		_ = w.nc.SetWriteDeadline(time.Now().Add(w.c.hub.cfg.WriteTimeout))
 		if _, err := w.nc.Write(cf); err != nil {
 			w.failed(err)
 			return
@@ -366,7 +373,7 @@ func (w *writer) finish(cf frame) {
 		}
 		// The client may first have to read what was queued before the
 		// close frame, so it gets as long as a write would.
-		grace := max(w.writeTimeout, closeGrace)
+		grace := max(w.c.hub.cfg.WriteTimeout, closeGrace)
 		w.closeSent.Store(true)
 		_ = w.nc.SetReadDeadline(time.Now().Add(grace))
 	}
