@@ -39,7 +39,6 @@ type writer struct {
 	nc net.Conn
 	rc syscall.RawConn // non-blocking writes; nil where unsupported (rawwrite_*.go)
 
-
 	mu         sync.Mutex
 	queue      []out
 	spare      []out // the other half of the double buffer
