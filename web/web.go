@@ -81,6 +81,7 @@ func Register(e *gin.Engine, o Options) {
 	if err != nil {
 		panic(err) // the embedded tree is fixed at build time
 	}
+	registerClient(e, static)
 	dashAccess := "open"
 	switch {
 	case o.DashboardToken != "":
