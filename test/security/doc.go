@@ -26,6 +26,11 @@
 //     slowloris, an invalid-request flood; the node keeps serving fast and
 //     leaks nothing. probe_test.go is its latency probe, a re-execution of
 //     the test binary.
+//   - protocol_test.go: the WebSocket details real clients rely on: every
+//     registered close code echoed and the others answered with 1002, a
+//     close reason that is not UTF-8 answered with 1007, bad opening
+//     handshakes (HTTP/1.0, no or short key, wrong version) answered with
+//     the JSON 400, subprotocol selection, upgrades logged with status 101.
 //
 // Helpers: harness_test.go (build, nodes, API calls, metrics) and
 // wsclient_test.go (WebSocket clients, connect tokens, raw frames).
