@@ -139,11 +139,6 @@ func (fl *flusher) leave() {
 	}
 }
 
-func (fl *flusher) waiting() int {
-	fl.mu.Lock()
-	defer fl.mu.Unlock()
-	return len(fl.fifo) - fl.head
-}
 
 // take moves up to len(dst) clients from the head of the FIFO into dst.
 func (fl *flusher) take(dst []*Client) []*Client {
