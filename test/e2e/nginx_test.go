@@ -5,116 +5,28 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
-	"github.com/go-websocket/go-websocket/test/internal/nodeproc"
+	"github.com/go-websocket/go-websocket/test/internal/clusterfix"
 )
 
 // The shipped nginx sample (deploy/nginx.conf) in front of one node: what
 // a proxy must not break.
 
-var (
-	ngxUpstreamRe  = regexp.MustCompile(`(?m)^[ \t]*server[ \t]+node\d+:7800[^;]*;[ \t]*\n`)
-	ngxListenRe    = regexp.MustCompile(`(?m)^([ \t]*)listen[ \t]+80;`)
-	ngxAccessLogRe = regexp.MustCompile(`access_log[ \t]+\S+`)
-)
-
-// startNginx runs nginx with a copy of deploy/nginx.conf whose upstream is
-// the node and whose port and files are the test's; it returns nginx's
-// address (host:port). Without nginx the test is skipped, unless CI is set.
+// startNginx runs nginx with a copy of deploy/nginx.conf in front of n and
+// returns nginx's address (host:port). Without nginx the test is skipped,
+// unless CI is set.
 func startNginx(t *testing.T, n *node) string {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI is set but nginx is not installed (apt-get install -y --no-install-recommends nginx)")
-		}
-		t.Skip("nginx not installed (apt-get install -y --no-install-recommends nginx)")
-	}
-	src, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "nginx.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := string(src)
-	locs := ngxUpstreamRe.FindAllStringIndex(conf, -1)
-	if len(locs) == 0 || len(ngxListenRe.FindAllString(conf, -1)) != 1 || !strings.Contains(conf, "http {\n") {
-		t.Fatal("deploy/nginx.conf changed shape: the test expects `server nodeN:7800 ...;` upstream lines, one `listen 80;` and an http block")
-	}
-	prefix := t.TempDir()
-	conf = conf[:locs[0][0]] + fmt.Sprintf("        server 127.0.0.1:%d;\n", n.port) + ngxUpstreamRe.ReplaceAllString(conf[locs[0][0]:], "")
-	port := nodeproc.FreePort(t)
-	conf = ngxListenRe.ReplaceAllString(conf, "${1}listen 127.0.0.1:"+strconv.Itoa(port)+";")
-	conf = ngxAccessLogRe.ReplaceAllString(conf, "access_log "+filepath.Join(prefix, "access.log"))
-	var temps strings.Builder
-	for _, k := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
-		fmt.Fprintf(&temps, "    %s_temp_path %s;\n", k, filepath.Join(prefix, k+"_temp"))
-	}
-	conf = strings.Replace(conf, "http {\n", "http {\n"+temps.String(), 1)
-	confPath := filepath.Join(prefix, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	global := "daemon off; pid " + filepath.Join(prefix, "nginx.pid") + ";"
-	if os.Geteuid() == 0 {
-		global += " user root;" // workers can then use the private temp paths
-	}
-	errLog := filepath.Join(prefix, "error.log")
-	cmd := exec.Command(bin, "-c", confPath, "-p", prefix+"/", "-e", errLog, "-g", global)
-	cmd.Env = nodeproc.Env(nil)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start nginx: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(errLog)
-			t.Logf("---- nginx error log ----\n%s%s", out.String(), b)
-		}
-	})
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	ok := pollUntil(10*time.Second, 20*time.Millisecond, func() bool {
-		select {
-		case <-exited:
-			return false
-		default:
-		}
-		r, err := hc.Get("http://" + addr + "/healthz")
-		if err != nil {
-			return false
-		}
-		r.Body.Close()
-		return r.StatusCode == http.StatusOK
-	})
-	if !ok {
-		b, _ := os.ReadFile(errLog)
-		t.Fatalf("nginx did not proxy /healthz within 10 s:\n%s%s", out.String(), b)
-	}
-	return addr
+	clusterfix.Require(t, "nginx")
+	return clusterfix.StartNginx(t, repoRoot, []string{"127.0.0.1:" + strconv.Itoa(n.port)}, "").Addr
 }
 
 // dialVia connects a client through addr and returns it with its clientId.

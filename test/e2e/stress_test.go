@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/go-websocket/go-websocket/test/internal/wstest"
 )
 
 // SPEC 3: a client that does not read never delays anyone else. The slow one
@@ -271,7 +273,7 @@ func TestChurn(t *testing.T) {
 	for id, c := range kept {
 		select {
 		case <-c.done:
-			t.Errorf("kept client %s was disconnected: %v", id, c.err)
+			t.Errorf("kept client %s was disconnected: %v", id, c.Err())
 		default:
 		}
 		keptIDs = append(keptIDs, id)
@@ -328,7 +330,7 @@ func TestChurn(t *testing.T) {
 	n.waitOnlineSet(t, "churn", "", nil, 10*time.Second)
 	if baseline > 0 {
 		last := 0
-		if !pollUntil(10*time.Second, 100*time.Millisecond, func() bool {
+		if !wstest.PollEvery(10*time.Second, 100*time.Millisecond, func() bool {
 			last = n.goroutines(t)
 			return last <= baseline+5
 		}) {
@@ -409,7 +411,7 @@ func TestWriteTimeout(t *testing.T) {
 		}
 	}
 	// At most writeTimeout after the socket filled up (plus slack).
-	if !pollUntil(time.Until(last.Add(4*time.Second)), 20*time.Millisecond, func() bool { return !n.isOnline(t, "wt", stuck.id) }) {
+	if !wstest.PollEvery(time.Until(last.Add(4*time.Second)), 20*time.Millisecond, func() bool { return !n.isOnline(t, "wt", stuck.id) }) {
 		t.Fatalf("a client whose writes block was still online 4s after the last send (writeTimeout 1s)")
 	}
 	mid, rec := n.sendToGroup(t, "wt", "g", `"ok"`)

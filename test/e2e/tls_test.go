@@ -9,12 +9,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -118,61 +116,12 @@ func startTLSNode(t *testing.T, ca *testCA, certFile, keyFile string) *node {
 		"GOWS_SERVER_TLSKEY":   keyFile,
 		"GOWS_LOG_LEVEL":       "info",
 	}
-	logFile, err := os.CreateTemp(t.TempDir(), "node-*.log")
+	p, err := nodeproc.Launch(t, nodeproc.Spec{Bin: binPath, Args: []string{"-c", confPath}, Env: env, Dir: dir, Port: port,
+		TLS: &tls.Config{RootCAs: ca.pool}, ReadyTimeout: 10 * time.Second})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("GET /healthz over TLS: %v", err)
 	}
-	cmd := exec.Command(binPath, "-c", confPath)
-	cmd.Env = nodeproc.Env(env)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	for attempt := 0; ; attempt++ {
-		if err = cmd.Start(); err == nil || !errors.Is(err, syscall.ETXTBSY) || attempt >= 20 {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-		cmd = exec.Command(cmd.Path, cmd.Args[1:]...)
-		cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = nodeproc.Env(env), dir, logFile, logFile
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	}
-	if err != nil {
-		t.Fatalf("start node: %v", err)
-	}
-	tr := newTransport()
-	tr.TLSClientConfig = &tls.Config{RootCAs: ca.pool}
-	n := &node{
-		t: t, cmd: cmd, port: port, url: "https://127.0.0.1:" + strconv.Itoa(port),
-		dataDir: dir, logPath: logFile.Name(), logFile: logFile, tr: tr, done: make(chan struct{}),
-	}
-	n.hc = &http.Client{Transport: tr, Timeout: 15 * time.Second}
-	go func() {
-		n.waitErr = cmd.Wait()
-		close(n.done)
-	}()
-	t.Cleanup(func() {
-		n.stop()
-		if t.Failed() {
-			t.Logf("---- output of node %s (pid %d) ----\n%s\n---- end ----", n.url, cmd.Process.Pid, n.output())
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for i := 0; i < 1000 && time.Now().Before(deadline); i++ {
-		select {
-		case <-n.done:
-			t.Fatalf("node exited before ready (%v):\n%s", n.waitErr, n.output())
-		default:
-		}
-		if resp, err := n.hc.Get(n.url + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return n
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("GET /healthz over TLS did not answer 200 within 10s:\n%s", n.output())
-	return nil
+	return wrapNode(t, p)
 }
 
 // servedName is the common name of the certificate a new TLS connection to

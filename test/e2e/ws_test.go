@@ -632,9 +632,7 @@ func TestHeartbeat(t *testing.T) {
 	}
 
 	code, cerr := b.closeCode(3 * time.Second)
-	b.mu.Lock()
-	bGone := b.closedAt.Sub(bStart)
-	b.mu.Unlock()
+	bGone := b.EndedAt().Sub(bStart)
 	if code == -2 {
 		t.Fatalf("silent client still connected %v after connecting (pongWait 1s)", time.Since(bStart))
 	}
