@@ -16,8 +16,8 @@
 //     userId in membership events), allowed origins, start-up warnings, the
 //     stats endpoint and the profiler behind the token.
 //   - limits_test.go: body size, frame size, connections per node and per
-//     system, per-system API rate limit, and the metrics that count them; a
-//     trickled frame cannot outlive pongWait.
+//     system, per-system API rate limit (also under concurrent calls), and
+//     the metrics that count them; a trickled frame cannot outlive pongWait.
 //   - tenant_test.go: one system can never see, address or close another
 //     system's clients; forged and tampered clientIds are "not online".
 //   - secrets_test.go: API tokens, the connect secret and credentials sent
@@ -32,8 +32,10 @@
 //     handshakes (HTTP/1.0, no or short key, wrong version) answered with
 //     the JSON 400, subprotocol selection, upgrades logged with status 101.
 //
-// Helpers: harness_test.go (build, nodes, API calls, metrics) and
-// wsclient_test.go (WebSocket clients, connect tokens, raw frames).
+// Helpers: harness_test.go (nodes, API calls, metrics) and wsclient_test.go
+// (connect options and tokens), over the shared test/internal/nodeproc
+// (build, node processes) and test/internal/wstest (WebSocket client, raw
+// frames, API client, polls).
 //
 // Run: GOTOOLCHAIN=go1.27.3 go test -race -count=1 ./test/security/
 package security
