@@ -1,15 +1,18 @@
 package servers
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/go-websocket/go-websocket/define"
 	"github.com/go-websocket/go-websocket/servers/store"
 	"github.com/go-websocket/go-websocket/servers/webhook"
+	"github.com/go-websocket/go-websocket/tools/ident"
 )
 
 // hookKind is what happened to a client, for its system's webhook.
@@ -179,5 +182,43 @@ func storeErr(err error) error {
 func (n *Node) refreshWebhook(systemID string) {
 	if d := n.opts.Webhooks; d != nil {
 		d.Refresh(systemID)
+	}
+}
+
+// lostClaimer is a Remote that can tell which survivor announces a lost
+// node's clients to the webhooks.
+type lostClaimer interface {
+	ClaimLost(ctx context.Context, node ident.NodeID) bool
+}
+
+// webhookLost posts, from exactly one surviving node, the leave and
+// disconnect (node_lost) events of the clients of a node the cluster
+// declared gone. lost holds the clients of one node.
+func (n *Node) webhookLost(lost []LostClient) {
+	d := n.opts.Webhooks
+	if d == nil || len(lost) == 0 {
+		return
+	}
+	cl, ok := n.getRemote().(lostClaimer)
+	if !ok {
+		return
+	}
+	node, _, ok := n.route(lost[0].SystemID, lost[0].ClientID)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if !cl.ClaimLost(ctx, node) {
+		return
+	}
+	for i := range lost {
+		l := &lost[i]
+		for g, m := range l.Groups {
+			d.Publish(webhook.Event{Type: webhook.EventLeave, SystemID: l.SystemID, ClientID: l.ClientID,
+				UserID: cmp.Or(m.UserID, l.UserID), GroupName: g, Reason: webhook.ReasonNodeLost})
+		}
+		d.Publish(webhook.Event{Type: webhook.EventDisconnect, SystemID: l.SystemID, ClientID: l.ClientID,
+			UserID: l.UserID, Reason: webhook.ReasonNodeLost})
 	}
 }

@@ -141,6 +141,7 @@ func (n *Node) NodeLost() {
 // PeerLost sends a 1002 event for each client of a node that died to this
 // node's own members of that client's groups.
 func (n *Node) PeerLost(lost []LostClient) {
+	n.webhookLost(lost)
 	for i := range lost {
 		l := &lost[i]
 		if !n.eventsOn(l.SystemID) {
