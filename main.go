@@ -179,7 +179,7 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 			WriteDelay:  ws.WriteDelay,
 			QueueLength: ws.QueueLength, ReadLimit: ws.ReadLimit,
 			MaxConnections: ws.MaxConnections, MaxConnectionsPerSystem: ws.MaxConnectionsPerSystem,
-			SessionTTL: ws.SessionTTL,
+			SessionTTL: ws.SessionTTL, Compression: ws.Compression,
 		},
 		MembershipEvents: ws.MembershipEvents,
 		EventsOffSystems: ws.EventsOffSystems,

@@ -56,7 +56,8 @@ func newClient(h *Hub, id, systemID, userID string, nc net.Conn) *Client {
 // client is closed as a slow consumer. It reports whether the frame was
 // queued. Broadcasts use Hub.deliver, which batches the writes.
 func (c *Client) enqueue(f frame) bool {
-	ok, claimed, _ := c.w.push(f)
+	var z frame
+	ok, claimed, _ := c.w.push(c.compressed(f, &z))
 	if claimed {
 		c.hub.flusher.flushOne(c)
 	}

@@ -74,8 +74,9 @@ func (fl *flusher) deliver(clients []*Client, f frame) int {
 	p := claimPool.Get().(*[]*Client)
 	claimed := (*p)[:0]
 	n, behind := 0, false
+	var z frame // f compressed, made for the first client that takes it
 	for _, c := range clients {
-		ok, claim, deep := c.w.push(f)
+		ok, claim, deep := c.w.push(c.compressed(f, &z))
 		if ok {
 			n++
 		}

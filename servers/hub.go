@@ -64,6 +64,8 @@ type HubConfig struct {
 	// SessionTTL keeps a dropped client's session this long for a resume
 	// (0: sessions off).
 	SessionTTL time.Duration
+	// Compression negotiates permessage-deflate with clients that offer it.
+	Compression bool
 }
 
 // Hub owns this node's clients: an index by id, sharded so lookups from many

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-websocket/go-websocket/define"
 	"github.com/go-websocket/go-websocket/pkg/wsframe"
@@ -29,6 +30,7 @@ var errClosed = errors.New("client closed")
 func (c *Client) readLoop() {
 	r := wsframe.NewReader(c.w.nc)
 	r.Limit = c.hub.cfg.ReadLimit
+	r.Compression = c.w.deflate
 	c.readEnded(r, c.readFrames(r))
 	c.done()
 }
@@ -73,11 +75,9 @@ func (c *Client) readFrames(r *wsframe.Reader) error {
 		}
 		if f.Op == wsframe.OpText && f.Fin && f.Len > 0 {
 			// A whole text message (acks): read it, within the read limit.
-			p, err := r.ReadPayload(make([]byte, 0, f.Len))
-			if err != nil {
+			if err := c.textMessage(r, f.RSV1, f.Len); err != nil {
 				return err
 			}
-			c.hub.node.clientText(c, p)
 			continue
 		}
 		switch f.Op {
@@ -132,4 +132,26 @@ func (c *Client) refused(r *wsframe.Reader, d define.Disconnect) {
 		_ = c.w.nc.SetReadDeadline(time.Now().Add(closeGrace))
 	}
 	_ = r.Drain()
+}
+
+// textMessage reads a whole text message of a client (inflating a
+// compressed one, within the read limit) and hands it to the node.
+func (c *Client) textMessage(r *wsframe.Reader, compressed bool, n int64) error {
+	p, err := r.ReadPayload(make([]byte, 0, n))
+	if err != nil {
+		return err
+	}
+	if compressed {
+		if p, err = inflate(p, c.hub.cfg.ReadLimit); err != nil {
+			if errors.Is(err, errInflatedTooBig) {
+				return wsframe.ErrTooBig
+			}
+			return wsframe.ErrProtocol
+		}
+		if !utf8.Valid(p) {
+			return wsframe.ErrInvalidUTF8
+		}
+	}
+	c.hub.node.clientText(c, p)
+	return nil
 }

@@ -168,7 +168,9 @@ func (n *Node) ServeWS(w http.ResponseWriter, r *http.Request) {
 	if sp := p.selectSubprotocol(r); sp != "" {
 		answer = http.Header{"Sec-Websocket-Protocol": {sp}}
 	}
-	ws, err := p.upgrader().Upgrade(w, r, answer)
+	up := p.upgrader()
+	up.EnableCompression = n.hub.cfg.Compression
+	ws, err := up.Upgrade(w, r, answer)
 	if err != nil {
 		return // gorilla has answered with an HTTP error
 	}
@@ -203,6 +205,7 @@ func (n *Node) ServeWS(w http.ResponseWriter, r *http.Request) {
 	id := n.minter.Mint(systemID)
 	// From here on the server reads and writes the socket itself.
 	c := newClient(n.hub, id, systemID, userID, ws.UnderlyingConn())
+	c.w.deflate = n.hub.cfg.Compression && offersDeflate(r.Header)
 	// This path owns the write side until the welcome frame is out: frames
 	// for the client, which is addressable as soon as it is added, queue up
 	// behind it, so the welcome is always first and a push right after it

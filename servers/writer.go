@@ -55,6 +55,9 @@ type writer struct {
 	// detached: the connection ended and the session is suspended; no
 	// write happens on this writer any more.
 	detached bool
+	// deflate: the client negotiated permessage-deflate (set before the
+	// client is added, then read-only).
+	deflate bool
 
 	// closeSent: the close frame is out; the reader must not extend its
 	// deadline any more.

@@ -76,6 +76,7 @@ type WebSocket struct {
 	MaxConnectionsPerSystem int           `ini:"maxConnectionsPerSystem" default:"0" min:"0" help:"most WebSocket connections of one system on this node (0: no limit)"`
 	Subprotocols            []string      `ini:"subprotocols" default:"gows.v1" help:"comma-separated subprotocols; the first one a client offers is selected (none: no Sec-WebSocket-Protocol answer)"`
 	SessionTTL              time.Duration `ini:"sessionTTL" default:"0s" min:"0s" help:"keep a dropped client's session this long for a resume with replay (0: sessions off)"`
+	Compression             bool          `ini:"compression" default:"false" help:"permessage-deflate with clients that offer it (a broadcast is compressed once)"`
 }
 
 // Security is the [security] section.

@@ -292,7 +292,8 @@ func (r *Reader) next(readErr error) (Frame, error) {
 
 	if f.Op != OpContinuation {
 		r.msgOp, r.msgLen = f.Op, 0
-		r.utf8, r.skipped = utf8Checker{}, false
+		// A compressed message is checked once inflated, by the caller.
+		r.utf8, r.skipped = utf8Checker{}, f.RSV1
 	}
 	r.msgLen += n
 	if r.Limit > 0 && r.msgLen > r.Limit {
