@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +41,9 @@ func newDialers(srcs []string) ([]*websocket.Dialer, error) {
 			ReadBufferSize:   wsReadBuffer,
 			WriteBufferSize:  wsWriteBuffer,
 			WriteBufferPool:  writeBufPool,
+			// WSBENCH_COMPRESS=1 offers permessage-deflate, as browsers do
+			// (inherited by every load process).
+			EnableCompression: os.Getenv("WSBENCH_COMPRESS") != "",
 		}
 	}
 	if len(srcs) == 0 {
