@@ -376,7 +376,9 @@ func (t *table) lookup(ctx context.Context, id ident.NodeID) *peer {
 	if id == t.d.self {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, min(t.etcdTimeout, 500*time.Millisecond))
+	// Detached from the caller's cancellation (an HTTP handler's context
+	// may be reused once it returns); the timeout bounds the read.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(t.etcdTimeout, 500*time.Millisecond))
 	defer cancel()
 	resp, err := t.cli.Get(ctx, NodeKey(t.prefix, id))
 	if err != nil || len(resp.Kvs) == 0 {

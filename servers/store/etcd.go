@@ -107,7 +107,10 @@ func (s *Etcd) Register(ctx context.Context, id string) error {
 		return err
 	}
 	key := s.prefix + id
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	// Detached from the caller's cancellation: the caller may be an HTTP
+	// handler's context that is reused once the handler returns, and the
+	// deadline's timer must not touch it then. s.timeout bounds the call.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 	defer cancel()
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).

@@ -57,10 +57,12 @@ type Config struct {
 	Quiet    bool
 	Strict   bool
 
+	sessionFlags // resume scenario and -ack
+
 	set map[string]bool // flags given explicitly
 }
 
-var scenarios = []string{"idle", "fanout", "unicast", "connect-churn", "cluster"}
+var scenarios = []string{"idle", "fanout", "unicast", "connect-churn", "cluster", "resume"}
 
 // Hard upper bounds: every run is bounded in size and time.
 const (
@@ -91,7 +93,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.Float64Var(&c.Rate, "rate", 0, "fixed publish `RATE` in requests/s over all workers or publishers (0: as fast as possible)")
 	fs.StringVar(&c.Group, "group", "bench-g", "fanout: group name (gows) or channel (centrifugo)")
 	fs.IntVar(&c.Broadcasts, "broadcasts", 1, "cluster: send_to_system messages before the unicast phase")
-	fs.IntVar(&c.RoomSize, "room", 0, "cluster: after the unicast phase, bind the clients into rooms of this size and measure etcd writes per bind, RPCs per send_to_group and get_online_list latency (0: no room phase)")
+	fs.IntVar(&c.RoomSize, "room", 0, "cluster: rooms of this size after the unicast phase (etcd writes per bind, RPCs per send_to_group, list latency; 0: none)")
 	fs.BoolVar(&c.Cross, "cross", false, "unicast with several -url: call the API on another node than the client's (cluster does this always)")
 	fs.IntVar(&c.Count, "count", 0, "connect-churn: stop after this many connects (0: only -duration bounds it)")
 	fs.IntVar(&c.Concurrency, "concurrency", 16, "connect-churn: concurrent connect/disconnect loops (per process)")
@@ -109,6 +111,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.Progress, "progress", time.Second, "progress line interval on stderr (0: none)")
 	fs.BoolVar(&c.Quiet, "quiet", false, "no progress line and no notes on stderr")
 	fs.BoolVar(&c.Strict, "strict", false, "exit 3 if any message was lost, duplicated or out of order, or any connection or API call failed")
+	c.sessionFlags.register(fs)
 	return fs
 }
 
@@ -137,6 +140,8 @@ Scenarios:
                  worker, so its messages must arrive in order). Reports req/s,
                  CPU-us per message, p50/p99 publish-to-receive latency. Use
                  -rate for a fixed request rate (e.g. p99 at 50% of max rate).
+                 With -ack every send asks for an acknowledgement and every
+                 client answers it: the API call latency is the ack round trip.
   idle           -clients connections are opened and held for -duration.
                  Reports server RSS per connection ((RSS after - RSS before)/N,
                  read -settle after the last connect), CPU-us per connect,
@@ -151,6 +156,13 @@ Scenarios:
                  every client; then -messages send_to_client calls, each made
                  on another node than the one holding the client (cross-node
                  latency p50/p99).
+  resume         -clients connections with sessions (start the server with
+                 GOWS_WEBSOCKET_SESSIONTTL=30s) receive send_to_system at
+                 -rate for -duration while -cut-rate connections per second
+                 are cut without a close frame and resumed with their last
+                 seq. Reports lost/dup/out-of-order (must be 0/0/0), session
+                 seq gaps, refused resumes and resume latency p50/p99 (from
+                 the reconnect to the resumed welcome).
 
 Every message carries a run id, a per-client sequence number and the send time
 (unix ns) inside data, padded to -size bytes; receivers keep a latency histogram
@@ -189,7 +201,7 @@ var flagGroups = []struct {
 	names []string
 }{
 	{"Target", []string{"scenario", "target", "url", "system", "token", "connect-token", "api-key", "pid"}},
-	{"Load", []string{"clients", "messages", "size", "workers", "publishers", "rate", "group", "broadcasts", "cross", "count", "concurrency"}},
+	{"Load", []string{"clients", "messages", "size", "workers", "publishers", "rate", "group", "broadcasts", "room", "cross", "count", "concurrency", "cut-rate", "ack", "ack-timeout"}},
 	{"Connections", []string{"src", "procs", "dial-concurrency", "connect-rate"}},
 	{"Time bounds", []string{"duration", "drain", "settle", "timeout"}},
 	{"Output", []string{"progress", "quiet", "strict"}},
@@ -314,6 +326,7 @@ func (c *Config) finish() error {
 		"idle":          {1000, 0, 10 * time.Second},
 		"connect-churn": {0, 0, 10 * time.Second},
 		"cluster":       {1000, 2000, 60 * time.Second},
+		"resume":        {500, 0, 20 * time.Second},
 	}[c.Scenario]
 	if !c.set["clients"] {
 		c.Clients = defaults.clients
@@ -380,6 +393,9 @@ func (c *Config) finish() error {
 	}
 	if c.Scenario == "cluster" && len(splitList(c.URLList)) < 2 {
 		return errors.New("cluster needs at least two -url nodes (comma-separated)")
+	}
+	if err := c.sessionFlags.check(c); err != nil {
+		return err
 	}
 	if c.Clients > 0 && c.Procs > c.Clients && c.Scenario != "connect-churn" {
 		c.Procs = c.Clients
