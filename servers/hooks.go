@@ -38,6 +38,7 @@ var webhookReasons = map[string]string{
 	define.ReasonWriteTimeout:  webhook.ReasonSlowConsumer,
 	define.ReasonKicked:        webhook.ReasonCloseClient,
 	define.ReasonShutdown:      webhook.ReasonShutdown,
+	define.ReasonSessionExpire: webhook.ReasonSessionExpired,
 	reasonUpstreamRate:         webhook.ReasonClientClose,
 }
 
@@ -50,7 +51,7 @@ func (n *Node) webhook(kind hookKind, c *Client, group string, m *member, reason
 	if kind == hookDisconnect {
 		d.Forget(c.ID)
 	}
-	ev := webhook.Event{SystemID: c.SystemID, ClientID: c.ID, UserID: c.UserID}
+	ev := webhook.Event{SystemID: c.SystemID, ClientID: c.ID, UserID: c.userID()}
 	if reason != "" {
 		r, ok := webhookReasons[reason]
 		if !ok {
