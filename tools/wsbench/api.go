@@ -20,6 +20,7 @@ type API struct {
 	system string
 	token  string
 	apiKey string
+	ack    string // added to send_to_client bodies (-ack); the answer must say acked
 }
 
 func newAPI(target, system, token, apiKey string, conns int) *API {
@@ -52,6 +53,9 @@ func (e *apiError) Error() string {
 
 // errKey is the key errors are tallied under in reports.
 func errKey(err error) string {
+	if err == errNotAcked {
+		return "not acked"
+	}
 	if ae, ok := err.(*apiError); ok {
 		return fmt.Sprintf("api code %d (HTTP %d)", ae.Code, ae.HTTP)
 	}
@@ -173,8 +177,12 @@ func (a *API) SendToClient(ctx context.Context, base, clientID string, data []by
 	body = appendJSONString(body, clientID)
 	body = append(body, `,"data":`...)
 	body = append(body, data...)
+	body = append(body, a.ack...)
 	body = append(body, '}')
-	_, err := a.gows(ctx, base, "send_to_client", body)
+	d, err := a.gows(ctx, base, "send_to_client", body)
+	if err == nil && a.ack != "" {
+		err = checkAcked(d)
+	}
 	return err
 }
 

@@ -119,6 +119,7 @@ func newRunner(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (*run
 	_, _ = rand.Read(b[:])
 	r.run = hex.EncodeToString(b[:])
 	r.api = newAPI(cfg.Target, cfg.System, cfg.Token, cfg.APIKey, max(cfg.Workers, cfg.Publishers)+4)
+	r.api.ack = cfg.ackSuffix()
 	tty := false
 	if f, ok := stderr.(*os.File); ok {
 		tty = isTerminal(f)
@@ -156,6 +157,8 @@ func (r *runner) runScenario() (*report, bool, error) {
 		return r.churn()
 	case "cluster":
 		return r.cluster()
+	case "resume":
+		return r.resume()
 	}
 	return nil, false, fmt.Errorf("unknown scenario %q", r.cfg.Scenario)
 }
@@ -206,7 +209,7 @@ func (r *runner) startShards(mode string, clients int, group string, perClient b
 			Start: start, Count: counts[p], Group: group, PerClientChannel: perClient,
 			Run: r.run, DialConc: r.cfg.DialConc, ConnectRate: r.cfg.ConnectRate / float64(procs),
 			Deadline: deadline, ProgressEvery: 100 * time.Millisecond,
-			Lanes: r.cfg.Publishers,
+			Lanes: r.cfg.Publishers, Ack: r.cfg.Ack,
 		}
 		if mode == "churn" {
 			sc.Start = p * 1_000_003 // any offset: only used to rotate sources and nodes

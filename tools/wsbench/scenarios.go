@@ -460,6 +460,7 @@ func (r *runner) unicast() (*report, bool, error) {
 		rep.note("not every message arrived within -drain %s after the last call", r.cfg.Drain)
 	}
 	failed = failed || res.ConnErrors > 0 || res.Dropped > 0
+	r.ackNote(rep)
 	return rep, failed, stopErr
 }
 

@@ -59,6 +59,8 @@ type shardConfig struct {
 	// Lanes is the number of concurrent publishers: seq s comes from
 	// publisher s % Lanes, and order is checked per publisher (0: one).
 	Lanes int `json:"lanes,omitempty"`
+	// Ack: answer every frame that asks for an acknowledgement.
+	Ack bool `json:"ack,omitempty"`
 }
 
 // ReadyInfo is what a shard reports once connected.
@@ -424,6 +426,9 @@ func (s *localShard) readLoop(bc *benchConn) {
 		} else if isMembershipEvent(frame) {
 			s.events.Add(1)
 		} else {
+			if s.cfg.Ack {
+				s.ack(bc, frame)
+			}
 			s.handle(bc, frame, now)
 		}
 		putFrame(bp)
