@@ -131,7 +131,7 @@ func (h *Handlers) result(ctx context.Context, data any, err error) BatchResult 
 	}
 	var e *define.Error
 	if !errors.As(err, &e) {
-		rid, _ := ctx.Value(KeyRequestID).(string)
+		rid, _ := ctx.Value(requestIDKey{}).(string)
 		h.log.Error("internal error in batch op", zap.String("requestId", rid), zap.Error(err))
 		e = &define.Error{Code: define.CodeInternal, Msg: "internal error, request id " + rid}
 	}

@@ -136,3 +136,11 @@ func TestBatchAckOpsTakeTheFullPath(t *testing.T) {
 		t.Fatalf("results %s", raw)
 	}
 }
+
+func TestBatchInternalErrorIsHidden(t *testing.T) {
+	e := engine(&recorder{})
+	status, _, raw := call(e, "batch", `{"ops":[{"op":"send_to_client","clientId":"boom"},{"op":"send_to_client","clientId":"a"}]}`)
+	if status != 200 || !strings.Contains(raw, `"code":10011`) || !strings.Contains(raw, "request id") || strings.Contains(raw, "disk on fire") {
+		t.Fatalf("%d %s", status, raw)
+	}
+}

@@ -104,10 +104,11 @@ func (h *Handlers) serve(run op, allowEmpty bool) gin.HandlerFunc {
 			h.fail(c, err)
 			return
 		}
-		// The gin context carries the request id for errors logged by an
-		// op; the engine falls back to the request's context for
-		// cancellation and deadlines.
-		data, err := run(c, systemID(c), body)
+		// The request's context, not gin's: gin reuses its Context once the
+		// handler returned, and a deadline timer of the node may outlive
+		// the call. It carries the request id for errors an op logs.
+		ctx := context.WithValue(c.Request.Context(), requestIDKey{}, c.GetString(KeyRequestID))
+		data, err := run(ctx, systemID(c), body)
 		if err != nil {
 			h.fail(c, err)
 			return

@@ -19,6 +19,9 @@ const (
 	KeyErrCode   = "gows.code"
 )
 
+// requestIDKey carries the request id in the context handed to the node.
+type requestIDKey struct{}
+
 // OK renders a success envelope.
 func OK(c *gin.Context, data any) {
 	c.Set(KeyErrCode, define.CodeSuccess)
