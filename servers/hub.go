@@ -43,6 +43,9 @@ type hubNode interface {
 	presenceChanged(c *Client)
 	// clientText handles a text frame a client sent (acks).
 	clientText(c *Client, payload []byte)
+	// clustered says whether other nodes exist (that could take sessions
+	// over while this one shuts down).
+	clustered() bool
 	// webhook is told of every connect, disconnect, join and leave while
 	// system.mu is held, so events leave in the order membership changed; it
 	// only queues (leaf locks of its own), never blocks.

@@ -27,10 +27,15 @@ func (h *Hub) drain(deadline time.Time) {
 	<-h.pingDone
 	clients := h.all()
 	for _, c := range clients {
-		c.close(define.DisconnectShutdown)
+		// A session outlives its connection: another node may take it
+		// over while this one drains.
+		if !c.shutdownKeepingSession() {
+			c.close(define.DisconnectShutdown)
+		}
 	}
 	select {
 	case <-done:
+		h.endSessions(deadline)
 		return
 	case <-time.After(time.Until(deadline)):
 	}
@@ -41,5 +46,34 @@ func (h *Hub) drain(deadline time.Time) {
 	select {
 	case <-done:
 	case <-time.After(2 * time.Second):
+	}
+	h.endSessions(deadline)
+}
+
+// endSessions waits, until the deadline, for suspended sessions to be taken
+// over by other nodes, then ends the rest (1002 to their groups).
+func (h *Hub) endSessions(deadline time.Time) {
+	if h.cfg.SessionTTL <= 0 {
+		return
+	}
+	if !h.node.clustered() {
+		deadline = time.Now() // nobody else can take a session
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		waiting := 0
+		for _, c := range h.all() {
+			if c.suspendedSession() {
+				waiting++
+			}
+		}
+		if waiting == 0 || !time.Now().Before(deadline) {
+			break
+		}
+		<-tick.C
+	}
+	for _, c := range h.all() {
+		c.close(define.DisconnectShutdown)
 	}
 }

@@ -233,7 +233,7 @@ func (c *Client) suspend() bool {
 	w := &c.w
 	w.mu.Lock()
 	s := w.sess
-	if s == nil || s.ended || (w.closing && !w.detached) {
+	if s == nil || s.ended || (w.closing && !w.detached && !w.keepOnClose) {
 		w.mu.Unlock()
 		return false
 	}
@@ -255,6 +255,29 @@ func (c *Client) suspend() bool {
 		c.done() // the writer's part: nobody owned the write side
 	}
 	return true
+}
+
+// shutdownKeepingSession closes a client's connection with 1001 (after its
+// queued frames) while the node shuts down, and keeps its session, which
+// is suspended once the connection is over. It reports false when the
+// client has no session to keep.
+func (c *Client) shutdownKeepingSession() bool {
+	w := &c.w
+	w.mu.Lock()
+	if w.sess == nil || w.sess.ended || w.closing {
+		w.mu.Unlock()
+		return false
+	}
+	w.keepOnClose = true
+	w.mu.Unlock()
+	return w.startClose(closeFrame(define.DisconnectShutdown.Code, define.DisconnectShutdown.Text), false)
+}
+
+// suspendedSession reports whether c holds a suspended session.
+func (c *Client) suspendedSession() bool {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	return c.w.sess != nil && c.w.sess.suspended && !c.w.sess.ended
 }
 
 // endSuspended ends a suspended session once; the caller removes the

@@ -60,6 +60,9 @@ func (mc *movedClients) get(old string) (movedTo, bool) {
 	return t, true
 }
 
+// clustered says whether this node has peers.
+func (n *Node) clustered() bool { return n.getRemote() != nil }
+
 // forwardMoved runs a unicast for a clientId whose session moved to another
 // node on that node, under the new clientId. ok is false when the id did
 // not move (or its forwarding time is over).

@@ -232,3 +232,60 @@ func TestSessionMovesToAnotherNode(t *testing.T) {
 		t.Fatalf("b got %s", f.raw)
 	}
 }
+
+// A node shutting down closes its clients with 1001 but keeps their
+// sessions while it drains: a client that reconnects to another node takes
+// its session over with nothing lost, and the node stops waiting as soon as
+// no session is left to take.
+func TestShutdownHandsSessionsOver(t *testing.T) {
+	k := newCluster2(t, time.Minute)
+	ctx := context.Background()
+	a, w := k.dial(0, nil)
+	b, _ := k.dial(1, nil)
+	for _, c := range []*wsClient{a, b} {
+		if err := k.nodes[1].BindToGroup(ctx, "s1", c.id, "room", "", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.nextSeq() // a's join
+	a.nextSeq() // b's join
+	b.nextSeq() // b's join
+	done := make(chan time.Duration)
+	start := time.Now()
+	go func() {
+		k.nodes[0].Shutdown(time.Now().Add(20 * time.Second))
+		done <- time.Since(start)
+	}()
+	if code := a.closeCode(5 * time.Second); code != websocket.CloseGoingAway {
+		t.Fatalf("close code %d, want 1001", code)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for k.nodes[0].hub.lookup("s1", a.id) == nil || !k.nodes[0].hub.lookup("s1", a.id).suspendedSession() {
+		if time.Now().After(deadline) {
+			t.Fatal("the session was not kept suspended during the shutdown")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := k.nodes[1].SendToGroup(ctx, "s1", "room", msg(`"during"`)); err != nil {
+		t.Fatal(err)
+	}
+	b.nextSeq()
+	r, rw := k.dial(1, url.Values{"resume": {w.Data.ResumeToken}, "lastSeq": {"2"}})
+	if !rw.Data.Resumed || rw.Data.PreviousClientID != a.id {
+		t.Fatalf("welcome %+v", rw)
+	}
+	if f := r.nextSeq(); f.Seq != 3 || string(f.Data) != `"during"` {
+		t.Fatalf("replayed %+v", f)
+	}
+	if f := b.nextSeq(); f.Code != define.MsgCodeMove {
+		t.Fatalf("b got %s, want a 1003 (no 1002)", f.raw)
+	}
+	select {
+	case d := <-done:
+		if d > 10*time.Second {
+			t.Fatalf("shutdown took %v although the only session was taken over", d)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("shutdown did not end once its sessions were taken over")
+	}
+}

@@ -58,6 +58,10 @@ type writer struct {
 	// deflate: the client negotiated permessage-deflate (set before the
 	// client is added, then read-only).
 	deflate bool
+	// keepOnClose: the node is shutting down and closed this connection
+	// with 1001; its session outlives the connection (suspended) so that
+	// another node can take it over while this one drains.
+	keepOnClose bool
 
 	// closeSent: the close frame is out; the reader must not extend its
 	// deadline any more.
