@@ -140,7 +140,6 @@ func (fl *flusher) leave() {
 	}
 }
 
-
 // take moves up to len(dst) clients from the head of the FIFO into dst.
 func (fl *flusher) take(dst []*Client) []*Client {
 	fl.mu.Lock()
