@@ -451,7 +451,8 @@ func (r *runner) resume() (*report, bool, error) {
 	r.toolRow(rep, time.Since(started))
 	for k, v := range map[string]int64{"requests": ps.sent, "expected": expected, "unique": rr.unique.Load(), "lost": lost,
 		"dup": rr.dup.Load(), "ooo": rr.ooo.Load(), "seq_gaps": rr.seqGaps.Load(), "cuts": rr.cuts.Load(), "drops": rr.drops.Load(),
-		"resumed": rr.resumed.Load(), "refused": rr.refused.Load(), "reconnect_errors": rr.reconnErrs.Load(), "foreign": rr.foreign.Load()} {
+		"resumed": rr.resumed.Load(), "refused": rr.refused.Load(), "reconnect_errors": rr.reconnErrs.Load(), "foreign": rr.foreign.Load(),
+		"delivered": rr.unique.Load(), "conn_errors": 0 /* a failed first connect ends the run */} {
 		rep.set(k, v)
 	}
 	if !complete {

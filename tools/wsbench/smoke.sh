@@ -3,9 +3,10 @@
 #
 # Builds the node and the tool, starts one standalone node on a free loopback
 # port with a temporary data dir (membership events off for the bench
-# system), runs a tiny fanout (one publisher, then four concurrent ones) and a
-# tiny unicast with -strict, and fails if any message was lost, duplicated or
-# reordered, or any connection or API call failed. The node is stopped by its
+# system, sessions on), runs a tiny fanout (one publisher, then four concurrent
+# ones), a tiny unicast (plain, then with acknowledgements) and a tiny resume
+# run (connections cut and resumed) with -strict, and fails if any message was
+# lost, duplicated or reordered, or any connection, resume or API call failed. The node is stopped by its
 # PID on exit. Takes a few seconds once the binaries are built.
 #
 #   tools/wsbench/smoke.sh            (from anywhere inside the repo)
@@ -52,6 +53,7 @@ GOWS_SERVER_HOST=127.0.0.1 \
 GOWS_SERVER_HTTPPORT="$PORT" \
 GOWS_SERVER_DATADIR="$WORK/data" \
 GOWS_WEBSOCKET_EVENTSOFFSYSTEMS=bench \
+GOWS_WEBSOCKET_SESSIONTTL=30s \
 	"$WORK/gows-node" -c "$ROOT/conf.ini" >"$WORK/node.log" 2>&1 &
 NODE_PID=$!
 
@@ -85,5 +87,14 @@ grep -q '"publishers":4' "$WORK/fanout4.out" || { echo "smoke: fanout -publisher
 
 "$WORK/wsbench" unicast "${COMMON[@]}" -clients 100 -messages 1000 -workers 8 | tee "$WORK/unicast.out"
 check unicast "$WORK/unicast.out"
+
+"$WORK/wsbench" unicast "${COMMON[@]}" -clients 50 -messages 500 -workers 8 -ack | tee "$WORK/unicast-ack.out"
+check "unicast -ack" "$WORK/unicast-ack.out"
+
+"$WORK/wsbench" resume "${COMMON[@]}" -clients 50 -rate 100 -duration 3s -cut-rate 20 | tee "$WORK/resume.out"
+check resume "$WORK/resume.out"
+for field in '"refused":0' '"seq_gaps":0' '"reconnect_errors":0'; do
+	grep -q "$field" "$WORK/resume.out" || { echo "smoke: resume: expected $field in RESULT" >&2; exit 1; }
+done
 
 echo "smoke: all OK"
