@@ -247,11 +247,31 @@ func (w *presenceWriter) replay(ctx context.Context, lease clientv3.LeaseID) err
 
 // ------------------------------------------------------------------ cache
 
-// entry is one client of another node in the cache.
+// entry is one client of another node in the cache, kept compact (a
+// million of them on every node): its groups as a slice, not a map.
 type entry struct {
-	node ident.NodeID
-	id   string
-	rpcwire.ClientPresence
+	node   ident.NodeID
+	id     string
+	system string
+	user   string
+	groups []membership
+}
+
+type membership struct {
+	group string
+	rpcwire.GroupMember
+}
+
+// presence is the entry as the node's types spell it.
+func (e *entry) presence() rpcwire.ClientPresence {
+	p := rpcwire.ClientPresence{SystemID: e.system, UserID: e.user}
+	if len(e.groups) > 0 {
+		p.Groups = make(map[string]rpcwire.GroupMember, len(e.groups))
+		for _, m := range e.groups {
+			p.Groups[m.group] = m.GroupMember
+		}
+	}
+	return p
 }
 
 type groupKey struct{ system, group string }
@@ -265,8 +285,7 @@ type presenceCache struct {
 	systems  map[string]map[string]*entry
 	groups   map[groupKey]map[string]*entry
 	holders  map[groupKey]map[ident.NodeID]int
-	users    map[groupKey]map[string]*entry // {system, userId}
-	userAt   map[groupKey]map[ident.NodeID]int
+	users    map[groupKey][]*entry // {system, userId}: users have few clients
 	dirty    map[ident.NodeID]bool // nodes whose writes are failing
 
 	applied atomic.Int64 // revision the cache reflects
@@ -280,7 +299,7 @@ func newPresenceCache() *presenceCache {
 		byNode: map[ident.NodeID]map[string]*entry{}, loadedAt: map[ident.NodeID]int64{},
 		systems: map[string]map[string]*entry{}, groups: map[groupKey]map[string]*entry{},
 		holders: map[groupKey]map[ident.NodeID]int{}, dirty: map[ident.NodeID]bool{},
-		users: map[groupKey]map[string]*entry{}, userAt: map[groupKey]map[ident.NodeID]int{},
+		users: map[groupKey][]*entry{},
 		changed: make(chan struct{}),
 	}
 }
@@ -294,17 +313,18 @@ func (pc *presenceCache) put(e *entry) {
 		pc.byNode[e.node] = m
 	}
 	m[e.id] = e
-	s := pc.systems[e.SystemID]
+	s := pc.systems[e.system]
 	if s == nil {
 		s = map[string]*entry{}
-		pc.systems[e.SystemID] = s
+		pc.systems[e.system] = s
 	}
 	s[e.id] = e
-	for g := range e.Groups {
-		index(pc.groups, pc.holders, groupKey{e.SystemID, g}, e)
+	for _, m := range e.groups {
+		index(pc.groups, pc.holders, groupKey{e.system, m.group}, e)
 	}
-	if e.UserID != "" {
-		index(pc.users, pc.userAt, groupKey{e.SystemID, e.UserID}, e)
+	if e.user != "" {
+		k := groupKey{e.system, e.user}
+		pc.users[k] = append(pc.users[k], e)
 	}
 }
 
@@ -349,17 +369,22 @@ func (pc *presenceCache) del(node ident.NodeID, id string) *entry {
 		return nil
 	}
 	delete(pc.byNode[node], id)
-	if s := pc.systems[e.SystemID]; s != nil {
+	if s := pc.systems[e.system]; s != nil {
 		delete(s, id)
 		if len(s) == 0 {
-			delete(pc.systems, e.SystemID)
+			delete(pc.systems, e.system)
 		}
 	}
-	for g := range e.Groups {
-		unindex(pc.groups, pc.holders, groupKey{e.SystemID, g}, e)
+	for _, m := range e.groups {
+		unindex(pc.groups, pc.holders, groupKey{e.system, m.group}, e)
 	}
-	if e.UserID != "" {
-		unindex(pc.users, pc.userAt, groupKey{e.SystemID, e.UserID}, e)
+	if e.user != "" {
+		k := groupKey{e.system, e.user}
+		if l := slices.DeleteFunc(pc.users[k], func(x *entry) bool { return x == e }); len(l) > 0 {
+			pc.users[k] = l
+		} else {
+			delete(pc.users, k)
+		}
 	}
 	return e
 }
@@ -440,9 +465,16 @@ func parsePresenceKey(prefix string, key []byte) (ident.NodeID, string, bool) {
 }
 
 func decodeEntry(node ident.NodeID, id string, val []byte) (*entry, bool) {
-	e := &entry{node: node, id: id}
-	if err := json.Unmarshal(val, &e.ClientPresence); err != nil || e.SystemID == "" {
+	var p rpcwire.ClientPresence
+	if err := json.Unmarshal(val, &p); err != nil || p.SystemID == "" {
 		return nil, false
+	}
+	e := &entry{node: node, id: id, system: p.SystemID, user: p.UserID}
+	if len(p.Groups) > 0 {
+		e.groups = make([]membership, 0, len(p.Groups))
+		for g, m := range p.Groups {
+			e.groups = append(e.groups, membership{group: g, GroupMember: m})
+		}
 	}
 	return e, true
 }
@@ -487,29 +519,40 @@ func (c *Cluster) trusted() bool {
 // group, plus every node whose presence is not known exactly (its writes
 // failing, or its lease gone while it still answers).
 func (c *Cluster) Holders(systemID, group string) ([]ident.NodeID, bool) {
-	return c.holders(func(pc *presenceCache) map[ident.NodeID]int { return pc.holders[groupKey{systemID, group}] })
+	return c.holders(func(pc *presenceCache, add func(ident.NodeID)) {
+		for node := range pc.holders[groupKey{systemID, group}] {
+			add(node)
+		}
+	})
 }
 
 // UserHolders implements servers.Presence: the nodes holding clients of
 // the user, as Holders.
 func (c *Cluster) UserHolders(systemID, userID string) ([]ident.NodeID, bool) {
-	return c.holders(func(pc *presenceCache) map[ident.NodeID]int { return pc.userAt[groupKey{systemID, userID}] })
+	return c.holders(func(pc *presenceCache, add func(ident.NodeID)) {
+		for _, e := range pc.users[groupKey{systemID, userID}] {
+			add(e.node)
+		}
+	})
 }
 
-func (c *Cluster) holders(at func(*presenceCache) map[ident.NodeID]int) ([]ident.NodeID, bool) {
+// holders collects the nodes each calls add for (under the cache's read
+// lock), plus the nodes whose presence is not known exactly.
+func (c *Cluster) holders(each func(pc *presenceCache, add func(ident.NodeID))) ([]ident.NodeID, bool) {
 	if !c.trusted() {
 		return nil, true
 	}
 	pc := c.cache
 	var out []ident.NodeID
-	pc.mu.RLock()
-	for node := range at(pc) {
-		out = append(out, node)
-	}
-	for node := range pc.dirty {
+	add := func(node ident.NodeID) {
 		if !slices.Contains(out, node) {
 			out = append(out, node)
 		}
+	}
+	pc.mu.RLock()
+	each(pc, add)
+	for node := range pc.dirty {
+		add(node)
 	}
 	pc.mu.RUnlock()
 	for _, p := range c.table.all() {
@@ -543,10 +586,10 @@ func (c *Cluster) UserClients(systemID, userID string) []string {
 	pc := c.cache
 	pc.mu.RLock()
 	defer pc.mu.RUnlock()
-	m := pc.users[groupKey{systemID, userID}]
-	out := make([]string, 0, len(m))
-	for id := range m {
-		out = append(out, id)
+	l := pc.users[groupKey{systemID, userID}]
+	out := make([]string, 0, len(l))
+	for _, e := range l {
+		out = append(out, e.id)
 	}
 	return out
 }

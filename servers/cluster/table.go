@@ -272,7 +272,7 @@ func (t *table) declareGone(p *peer) {
 		zap.String("peer", p.name), zap.Int("clients", len(lost)))
 	out := make([]servers.LostClient, 0, len(lost))
 	for _, e := range lost {
-		out = append(out, servers.LostClient{ClientID: e.id, ClientPresence: e.ClientPresence})
+		out = append(out, servers.LostClient{ClientID: e.id, ClientPresence: e.presence()})
 	}
 	t.lost(out)
 }
