@@ -3,6 +3,7 @@
 #   make test   install what the tests need, then run every check and test
 #   make unit   unit tests only (every package outside test/)
 #   make e2e    black-box suites against the built binary (test/e2e, test/security, test/ops, test/docs)
+#               and the tests of their shared harness (test/internal)
 #   make cluster  cluster suites (in-process etcd, and etcd + nginx + node processes)
 #   make browser  headless Chromium suite
 SHELL := /bin/bash
@@ -52,7 +53,7 @@ unit:
 	go test -count=1 -run 'StackStaysSmall' ./servers/
 
 e2e:
-	go test -race -count=1 -timeout 20m ./test/e2e/ ./test/security/ ./test/ops/ ./test/docs/ ./test/sdk/
+	go test -race -count=1 -timeout 20m ./test/internal/... ./test/e2e/ ./test/security/ ./test/ops/ ./test/docs/ ./test/sdk/
 
 cluster:
 	go test -race -count=1 -timeout 20m ./test/cluster/...
