@@ -299,7 +299,7 @@ func newPresenceCache() *presenceCache {
 		byNode: map[ident.NodeID]map[string]*entry{}, loadedAt: map[ident.NodeID]int64{},
 		systems: map[string]map[string]*entry{}, groups: map[groupKey]map[string]*entry{},
 		holders: map[groupKey]map[ident.NodeID]int{}, dirty: map[ident.NodeID]bool{},
-		users: map[groupKey][]*entry{},
+		users:   map[groupKey][]*entry{},
 		changed: make(chan struct{}),
 	}
 }
