@@ -223,7 +223,12 @@ func (a *API) Headers(systemID string) http.Header {
 // Post POSTs body (see Body) to Prefix+endpoint with the usual headers. The
 // answer must be an envelope; it is not checked otherwise.
 func (a *API) Post(endpoint, systemID string, body any) (*Resp, error) {
-	r, err := a.Do(http.MethodPost, Prefix+endpoint, a.Headers(systemID), Body(body))
+	return a.PostTo(Prefix+endpoint, systemID, body)
+}
+
+// PostTo is Post to any path (the legacy prefix, say).
+func (a *API) PostTo(path, systemID string, body any) (*Resp, error) {
+	r, err := a.Do(http.MethodPost, path, a.Headers(systemID), Body(body))
 	if err != nil {
 		return nil, err
 	}
