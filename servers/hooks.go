@@ -39,7 +39,10 @@ var webhookReasons = map[string]string{
 	define.ReasonKicked:        webhook.ReasonCloseClient,
 	define.ReasonShutdown:      webhook.ReasonShutdown,
 	define.ReasonSessionExpire: webhook.ReasonSessionExpired,
-	reasonUpstreamRate:         webhook.ReasonClientClose,
+	// A session resumed on another node: the old clientId leaves and
+	// disconnects here, the new one connects and joins there.
+	define.ReasonMoved: webhook.ReasonMoved,
+	reasonUpstreamRate: webhook.ReasonClientClose,
 }
 
 // webhook implements hubNode: it queues the event for the system's webhook.

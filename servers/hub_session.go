@@ -77,6 +77,7 @@ func (h *Hub) restoreMember(c *Client, group, userID, extend string) {
 		s.groups[group] = members
 	}
 	members[c] = m
+	h.node.webhook(hookJoin, c, group, m, "")
 	s.mu.Unlock()
 	h.node.presenceChanged(c)
 }

@@ -33,6 +33,9 @@ const (
 	ReasonShutdown       = "shutdown"
 	ReasonSessionExpired = "session_expired"
 	ReasonNodeLost       = "node_lost"
+	// ReasonMoved: the client's session resumed on another node under a
+	// new clientId, whose connect (and joins) that node posts.
+	ReasonMoved = "moved"
 )
 
 // Event is one posted event. Fields that do not apply are empty and left
