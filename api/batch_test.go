@@ -144,3 +144,21 @@ func TestBatchInternalErrorIsHidden(t *testing.T) {
 		t.Fatalf("%d %s", status, raw)
 	}
 }
+
+func TestBatchRespMarshalMatchesReflection(t *testing.T) {
+	r := batchResp{Results: []BatchResult{
+		{Code: 0, Msg: "success", Data: messageID{"abc123"}},
+		{Code: 10006, Msg: "client is not online"},
+		{Code: 0, Msg: "success", Data: messageID{`we"ird<`}},
+		{Code: 0, Msg: "success", Data: empty},
+	}}
+	fast, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type plain batchResp // no MarshalJSON
+	slow, _ := json.Marshal(plain(r))
+	if string(fast) != string(slow) {
+		t.Fatalf("fast %s\nslow %s", fast, slow)
+	}
+}
