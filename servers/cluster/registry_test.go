@@ -79,9 +79,9 @@ func TestRegistryAndPeerTable(t *testing.T) {
 	srv := etcdtest.Start(t)
 	a := startMember(t, srv, 2)
 	b := startMember(t, srv, 2)
-	if err := a.c.Ready(); err != nil {
-		t.Fatalf("a not ready after Start: %v", err)
-	}
+	// Ready once registered and the first peer list is loaded (the
+	// table's first load runs after Start returns).
+	waitFor(t, a.c, 5*time.Second, "a ready", func() bool { return a.c.Ready() == nil })
 	waitFor(t, a.c, 5*time.Second, "a sees b", func() bool { return hasPeer(a.c, b.local.id) })
 	waitFor(t, b.c, 5*time.Second, "b sees a", func() bool { return hasPeer(b.c, a.local.id) })
 
