@@ -2,109 +2,24 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
-	"sync"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/legacy"
+
+	"github.com/go-websocket/go-websocket/test/internal/wstest"
 )
-
-// apiSpec is docs/openapi.yaml, loaded and validated once, with a router
-// over its paths.
-type apiSpec struct {
-	doc    *openapi3.T
-	router routers.Router
-
-	mu      sync.Mutex
-	checked map[string]map[int]bool // operationId: statuses validated
-}
-
-var loadSpec = sync.OnceValues(func() (*apiSpec, error) {
-	raw, err := os.ReadFile(filepath.Join(repoRoot, "docs", "openapi.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	loader := openapi3.NewLoader()
-	doc, err := loader.LoadFromData(raw)
-	if err != nil {
-		return nil, fmt.Errorf("docs/openapi.yaml: %w", err)
-	}
-	if err := doc.Validate(context.Background()); err != nil {
-		return nil, fmt.Errorf("docs/openapi.yaml is not a valid OpenAPI document: %w", err)
-	}
-	doc.Servers = nil // match any host: every node under test has its own port
-	r, err := legacy.NewRouter(doc)
-	if err != nil {
-		return nil, err
-	}
-	return &apiSpec{doc: doc, router: r, checked: map[string]map[int]bool{}}, nil
-})
-
-// checkSpec validates an answer of the node against docs/openapi.yaml. The
-// legacy paths (/api/<name>, /ws) are checked as the main ones they alias;
-// paths and methods the document does not describe (the 404 and 405
-// probes) are not checked here.
-func checkSpec(r *apiResp) error {
-	spec, err := loadSpec()
-	if err != nil {
-		return err
-	}
-	path := r.Path
-	if q := strings.IndexByte(path, '?'); q >= 0 {
-		path = path[:q]
-	}
-	switch {
-	case path == legacyWSPath:
-		path = mainWSPath
-	case strings.HasPrefix(path, legacyPrefix) && !strings.HasPrefix(path, mainPrefix):
-		path = mainPrefix + strings.TrimPrefix(path, legacyPrefix)
-	}
-	req, err := http.NewRequest(r.Method, "http://127.0.0.1"+path, nil)
-	if err != nil {
-		return nil // a path the probes made unparseable on purpose
-	}
-	route, params, err := spec.router.FindRoute(req)
-	if err != nil {
-		return nil
-	}
-	h := http.Header{}
-	h.Set("Content-Type", r.ContentType)
-	in := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
-		Status:                 r.Status,
-		Header:                 h,
-		Body:                   io.NopCloser(bytes.NewReader(r.Body)),
-		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
-	}
-	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
-		return fmt.Errorf("%s: does not match docs/openapi.yaml (%s): %v", r, route.Operation.OperationID, err)
-	}
-	spec.mu.Lock()
-	id := route.Operation.OperationID
-	if spec.checked[id] == nil {
-		spec.checked[id] = map[int]bool{}
-	}
-	spec.checked[id][r.Status] = true
-	spec.mu.Unlock()
-	return nil
-}
 
 // Every endpoint of docs/openapi.yaml answers, success and error, as the
 // document says; the document is served, as JSON, at openapi.json.
 func TestOpenAPIEveryEndpoint(t *testing.T) {
 	t.Parallel()
-	spec, err := loadSpec()
+	spec, err := wstest.LoadSpec()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,11 +99,9 @@ func TestOpenAPIEveryEndpoint(t *testing.T) {
 	}
 
 	// Every POST operation was seen answering 200 and validated.
-	spec.mu.Lock()
-	defer spec.mu.Unlock()
 	var missing []string
-	for path, item := range spec.doc.Paths.Map() {
-		if op := item.Post; op != nil && !spec.checked[op.OperationID][200] {
+	for path, item := range spec.Doc.Paths.Map() {
+		if op := item.Post; op != nil && !spec.Checked(op.OperationID, 200) {
 			missing = append(missing, path)
 		}
 	}

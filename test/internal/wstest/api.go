@@ -88,7 +88,8 @@ func (r *Resp) parse() bool {
 // never a 5xx, a body that is an object {code, msg, data} whose code is in
 // StatusOfCode and goes with the HTTP status (except the documented 404
 // with 10001 "no such endpoint" of an unknown path), and a msg on every
-// error. It sets Code, Msg and Data.
+// error; and that it matches docs/openapi.yaml (CheckSpec). It sets Code,
+// Msg and Data.
 func CheckEnvelope(r *Resp) error {
 	var problems []string
 	if r.ContentType == "" && r.Header != nil {
@@ -133,7 +134,7 @@ func CheckEnvelope(r *Resp) error {
 	if len(problems) > 0 {
 		return fmt.Errorf("%s: %s", r, strings.Join(problems, "; "))
 	}
-	return nil
+	return CheckSpec(r)
 }
 
 // Body is the request body of v: nil as {}, a string or []byte as is,
