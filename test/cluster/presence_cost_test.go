@@ -64,10 +64,10 @@ func settledWrites(tc *testCluster) float64 {
 // TestPresenceCost measures the presence index on a cluster of three nodes:
 // etcd writes per connect and bind, RPCs per send_to_group in rooms of 10
 // spread at random over the nodes, and get_online_list latency. Set
-// GOWS_PRESENCE_CLIENTS for a bigger run (default 300 clients).
+// WSTEST_PRESENCE_CLIENTS for a bigger run (default 300 clients).
 func TestPresenceCost(t *testing.T) {
 	clients := 300
-	if v, err := strconv.Atoi(os.Getenv("GOWS_PRESENCE_CLIENTS")); err == nil && v > 0 {
+	if v, err := strconv.Atoi(os.Getenv("WSTEST_PRESENCE_CLIENTS")); err == nil && v > 0 {
 		clients = v
 	}
 	tc := newCluster(t, defaults())

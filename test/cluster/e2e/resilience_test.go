@@ -241,10 +241,10 @@ func etcdOutage(t *testing.T, d time.Duration) {
 func TestEtcdDown5sLosesNothing(t *testing.T)  { etcdOutage(t, 5*time.Second) }
 func TestEtcdDown30sLosesNothing(t *testing.T) { etcdOutage(t, 30*time.Second) }
 
-// TestEtcdDown90sLosesNothing is long; it runs when GOWS_LONG_TESTS is set.
+// TestEtcdDown90sLosesNothing is long; it runs when WSTEST_LONG is set.
 func TestEtcdDown90sLosesNothing(t *testing.T) {
-	if os.Getenv("GOWS_LONG_TESTS") == "" {
-		t.Skip("set GOWS_LONG_TESTS=1 to run the 90 s etcd outage")
+	if os.Getenv("WSTEST_LONG") == "" {
+		t.Skip("set WSTEST_LONG=1 to run the 90 s etcd outage")
 	}
 	etcdOutage(t, 90*time.Second)
 }
