@@ -135,3 +135,20 @@ func TestAPIAndEventually(t *testing.T) {
 		t.Error("Poll of a false condition")
 	}
 }
+
+func TestScrape(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("# TYPE c counter\nc{a=\"1\",b=\"x\"} 2\nc{a=\"2\",b=\"x\"} 3\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 4\nh_sum 1\nh_count 4\n"))
+	}))
+	defer srv.Close()
+	m := MustScrape(t, srv.Client(), srv.URL)
+	if m.Value("c") != 5 || m.Value("c", "a", "2") != 3 || m.Value("c", Labels(map[string]string{"a": "1", "b": "x"})...) != 2 ||
+		m.Value("c", "a", "3") != 0 || m.Value("h") != 4 || m.Value("none") != 0 {
+		t.Errorf("values of %s", m.Text)
+	}
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("c{ 1\n")) }))
+	defer bad.Close()
+	if _, err := Scrape(bad.Client(), bad.URL); err == nil {
+		t.Error("Scrape accepted a body that is not the text format")
+	}
+}
