@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,6 +43,9 @@ type batchResp struct {
 // (nothing runs) when an op is not an object or names no known op; a failing
 // op does not stop the rest.
 func (h *Handlers) batch(ctx context.Context, sys string, body []byte) (any, error) {
+	if res, ok := h.sendsOnly(ctx, sys, body); ok {
+		return res, nil
+	}
 	var req batchReq
 	if err := decodeBytes(body, &req, false); err != nil {
 		return nil, err
@@ -112,6 +116,44 @@ type opFields struct {
 	Extend    string `json:"extend"`
 	define.Message
 	ackFields
+}
+
+var (
+	opKey        = []byte(`"op"`)
+	opSendClient = []byte(`"op":"send_to_client"`)
+	ackKey       = []byte(`"ack`)
+)
+
+// sendsOnly runs a batch made only of send_to_client ops without acks
+// (what backends send by the thousand) with one decode of the whole body.
+// ok is false, and nothing ran, for any other batch, and for one that does
+// not decode as such: the general path then runs it, with its per-op
+// errors.
+func (h *Handlers) sendsOnly(ctx context.Context, sys string, body []byte) (any, bool) {
+	n := bytes.Count(body, opKey)
+	if n == 0 || n > MaxBatchOps || bytes.Count(body, opSendClient) != n || bytes.Contains(body, ackKey) {
+		return nil, false
+	}
+	var req struct {
+		Ops []opFields `json:"ops"`
+	}
+	if decodeBytes(body, &req, false) != nil || len(req.Ops) != n {
+		return nil, false
+	}
+	for i := range req.Ops {
+		if req.Ops[i].Op != "send_to_client" || req.Ops[i].Ack || req.Ops[i].AckTimeout != "" {
+			return nil, false
+		}
+	}
+	res := batchResp{Results: make([]BatchResult, len(req.Ops))}
+	ctx, flush := h.svc.Cork(ctx)
+	defer flush()
+	for i := range req.Ops {
+		f := &req.Ops[i]
+		data, err := h.sendToClientReq(ctx, sys, &sendReq{ClientID: f.ClientID, Message: f.Message})
+		res.Results[i] = h.result(ctx, data, err)
+	}
+	return res, true
 }
 
 func known(name string) bool {

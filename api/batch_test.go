@@ -162,3 +162,30 @@ func TestBatchRespMarshalMatchesReflection(t *testing.T) {
 		t.Fatalf("fast %s\nslow %s", fast, slow)
 	}
 }
+
+// The one-decode path for batches of plain sends answers exactly as the
+// general one: results in order, per-op errors, and a malformed op falls
+// back to the general path's per-op result.
+func TestBatchSendsOnlyPath(t *testing.T) {
+	e := engine(&recorder{})
+	bodies := map[string][]int{
+		`{"ops":[{"op":"send_to_client","clientId":"a","data":1},{"op":"send_to_client","clientId":"gone"},{"op":"send_to_client","clientId":""}]}`: {0, 10006, 10001},
+		// a type error in one op: the general path gives that op its error
+		`{"ops":[{"op":"send_to_client","clientId":"a"},{"op":"send_to_client","clientId":5}]}`: {0, 10001},
+		// "op" inside data does not fool the pre-check
+		`{"ops":[{"op":"send_to_client","clientId":"a","data":{"op":"x"}}]}`: {0},
+		`{"ops":[{"op":"send_to_client","clientId":"a","data":"\"op\":\"send_to_client\""}]}`: {0},
+	}
+	for body, want := range bodies {
+		status, _, raw := call(e, "batch", body)
+		var a batchAnswer
+		if err := json.Unmarshal([]byte(raw), &a); err != nil || status != 200 || len(a.Data.Results) != len(want) {
+			t.Fatalf("%s: %d %s", body, status, raw)
+		}
+		for i, w := range want {
+			if a.Data.Results[i].Code != w {
+				t.Errorf("%s: op %d code %d, want %d", body, i, a.Data.Results[i].Code, w)
+			}
+		}
+	}
+}
