@@ -15,73 +15,16 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/go-websocket/go-websocket/test/internal/wstest"
 )
 
 // ---------- /metrics ----------
 
-type scrape map[string]*dto.MetricFamily
-
-func (n *node) metrics() scrape {
+// metrics scrapes the node's /metrics.
+func (n *node) metrics() *wstest.Metrics {
 	n.t.Helper()
-	resp, err := httpClient.Get(n.URL + "/metrics")
-	if err != nil {
-		n.t.Fatalf("GET /metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		n.t.Fatalf("GET /metrics: HTTP %d", resp.StatusCode)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		n.t.Fatalf("GET /metrics: not the Prometheus text format: %v", err)
-	}
-	return fams
-}
-
-// value returns the value of the series of name whose labels include want
-// (a counter, a gauge, or a histogram's sample count); 0 when absent.
-func (s scrape) value(name string, want ...string) float64 {
-	f := s[name]
-	if f == nil {
-		return 0
-	}
-	var sum float64
-	for _, m := range f.Metric {
-		if !hasLabels(m, want) {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			sum += m.Counter.GetValue()
-		case m.Gauge != nil:
-			sum += m.Gauge.GetValue()
-		case m.Histogram != nil:
-			sum += float64(m.Histogram.GetSampleCount())
-		}
-	}
-	return sum
-}
-
-// hasLabels reports whether m carries every name=value pair of want.
-func hasLabels(m *dto.Metric, want []string) bool {
-	for i := 0; i+1 < len(want); i += 2 {
-		found := false
-		for _, l := range m.Label {
-			if l.GetName() == want[i] && l.GetValue() == want[i+1] {
-				found = true
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
+	return wstest.MustScrape(n.t, httpClient, n.URL+"/metrics")
 }
 
 // series names one time series for the table of expectations.
@@ -262,12 +205,12 @@ func TestMetricsMoveByTheTraffic(t *testing.T) {
 	}
 	// Disconnects finish on the server's goroutines: wait until every series
 	// has reached its value, then check none went past it.
-	var after scrape
+	var after *wstest.Metrics
 	mismatch := func() []string {
 		after = n.metrics()
 		var bad []string
 		for _, w := range want {
-			got := after.value(w.s.name, w.s.labels...) - before.value(w.s.name, w.s.labels...)
+			got := after.Value(w.s.name, w.s.labels...) - before.Value(w.s.name, w.s.labels...)
 			if got != w.delta {
 				bad = append(bad, fmt.Sprintf("%s moved by %v, want %v", w.s, got, w.delta))
 			}
@@ -307,18 +250,18 @@ func TestMetricsMoveByTheTraffic(t *testing.T) {
 // checkLabels asserts that no series carries a clientId (or anything shaped
 // like one) in a label: the cardinality of /metrics must not grow with
 // connections.
-func checkLabels(t *testing.T, s scrape, ids map[string]bool) {
+func checkLabels(t *testing.T, m *wstest.Metrics, ids map[string]bool) {
 	t.Helper()
 	idLike := regexp.MustCompile(`^[A-Za-z0-9_-]{20,}$`)
-	names := make([]string, 0, len(s))
-	for name := range s {
+	names := make([]string, 0, len(m.Families))
+	for name := range m.Families {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	systems := map[string]bool{}
 	for _, name := range names {
-		for _, m := range s[name].Metric {
-			for _, l := range m.Label {
+		for _, series := range m.Families[name].Metric {
+			for _, l := range series.Label {
 				if strings.Contains(strings.ToLower(l.GetName()), "client") {
 					t.Errorf("%s has a label named %s", name, l.GetName())
 				}
@@ -398,13 +341,13 @@ func TestBinaryServesPagesAndStats(t *testing.T) {
 		t.Errorf("stats nodes %+v unreachable %v", st.Nodes, st.Unreachable)
 	}
 	if st.Totals.Nodes != 1 || st.Totals.Connections != 2 || st.Totals.Systems["shop"] != 2 ||
-		float64(st.Totals.Connections) != m.value("gows_connections", "system", "shop") {
-		t.Errorf("stats totals %+v, /metrics connections %v", st.Totals, m.value("gows_connections", "system", "shop"))
+		float64(st.Totals.Connections) != m.Value("gows_connections", "system", "shop") {
+		t.Errorf("stats totals %+v, /metrics connections %v", st.Totals, m.Value("gows_connections", "system", "shop"))
 	}
-	if st.Totals.MessagesPushed != 4 || st.Totals.MessagesPushed != m.value("gows_messages_pushed_total") ||
-		st.Totals.SlowConsumerCloses != m.value("gows_slow_consumer_closes_total") {
+	if st.Totals.MessagesPushed != 4 || st.Totals.MessagesPushed != m.Value("gows_messages_pushed_total") ||
+		st.Totals.SlowConsumerCloses != m.Value("gows_slow_consumer_closes_total") {
 		t.Errorf("stats pushed %v slow %v; /metrics pushed %v slow %v", st.Totals.MessagesPushed, st.Totals.SlowConsumerCloses,
-			m.value("gows_messages_pushed_total"), m.value("gows_slow_consumer_closes_total"))
+			m.Value("gows_messages_pushed_total"), m.Value("gows_slow_consumer_closes_total"))
 	}
 
 	// With an API token the stats need it, like the API; the pages stay public.

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -229,70 +228,19 @@ func jsonStr(s string) string {
 
 // ------------------------------------------------------------------ metrics
 
-// metricSample is one line of the Prometheus text format.
-type metricSample struct {
-	name   string
-	labels map[string]string
-	value  float64
-}
-
-// metrics fetches GET /metrics (no credentials) and parses it.
-func (n *node) metrics(t testing.TB) (string, []metricSample) {
+// metrics fetches GET /metrics (no credentials): the text as served and
+// the parsed families.
+func (n *node) metrics(t testing.TB) (string, *wstest.Metrics) {
 	t.Helper()
-	resp, err := n.HC.Get(n.URL + "/metrics")
-	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("GET /metrics: HTTP %d, %v", resp.StatusCode, err)
-	}
-	var out []metricSample
-	for _, line := range strings.Split(string(b), "\n") {
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		sp := strings.LastIndexByte(line, ' ')
-		if sp < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[sp+1:], 64)
-		if err != nil {
-			continue
-		}
-		s := metricSample{name: line[:sp], labels: map[string]string{}, value: v}
-		if i := strings.IndexByte(s.name, '{'); i >= 0 {
-			for _, kv := range strings.Split(strings.TrimSuffix(s.name[i+1:], "}"), ",") {
-				if k, val, ok := strings.Cut(kv, "="); ok {
-					s.labels[k] = strings.Trim(val, `"`)
-				}
-			}
-			s.name = s.name[:i]
-		}
-		out = append(out, s)
-	}
-	return string(b), out
+	m := wstest.MustScrape(t, n.HC, n.URL+"/metrics")
+	return m.Text, m
 }
 
 // metric sums the series of name whose labels include want (0 when none).
 func (n *node) metric(t testing.TB, name string, want map[string]string) float64 {
 	t.Helper()
-	_, samples := n.metrics(t)
-	sum := 0.0
-next:
-	for _, s := range samples {
-		if s.name != name {
-			continue
-		}
-		for k, v := range want {
-			if s.labels[k] != v {
-				continue next
-			}
-		}
-		sum += s.value
-	}
-	return sum
+	_, m := n.metrics(t)
+	return m.Value(name, wstest.Labels(want)...)
 }
 
 // waitMetric polls a metric until it equals want (the node may count a
