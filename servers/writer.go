@@ -95,7 +95,13 @@ func (w *writer) push(f frame) (accepted, claimed, deep bool) {
 	w.mu.Lock()
 	if to := w.movedTo; to != nil {
 		w.mu.Unlock()
-		return to.w.push(f)
+		// The caller would flush this writer, not to's: when the frame
+		// claims to's idle write side, flush it here.
+		accepted, claimed, deep = to.w.push(f)
+		if claimed {
+			to.hub.flusher.flushOne(to)
+		}
+		return accepted, false, deep
 	}
 	o := out{f: f}
 	if s := w.sess; s != nil && isData(f) {
