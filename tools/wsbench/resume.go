@@ -183,6 +183,9 @@ type resumeRun struct {
 	cuts, resumed, refused, reconnErrs        atomic.Int64
 	drops                                     atomic.Int64 // ended by the server
 	lat, resumeLat                            Hist
+	// perSeq[s]: clients that got seq s (first arrival), to know when
+	// every accepted call has arrived everywhere.
+	perSeq []atomic.Int64
 	errMu                                     sync.Mutex
 	firstErr                                  string
 }
@@ -263,7 +266,7 @@ func (rr *resumeRun) loop(ctx context.Context, c *resumeClient, conn *websocket.
 		} else {
 			// A new session: the gap is lost, and seq starts again at 1.
 			rr.refused.Add(1)
-			rr.noteErr(fmt.Errorf("resume of client %d refused (resumed false, new clientId %s)", c.idx, w.ClientID))
+			rr.noteErr(fmt.Errorf("resume of client %d with lastSeq %d refused (resumed false, new clientId %s)", c.idx, c.lastSeq, w.ClientID))
 			c.lastSeq = 0
 		}
 		c.token = w.ResumeToken
@@ -297,7 +300,9 @@ func (rr *resumeRun) read(c *resumeClient, conn *websocket.Conn) {
 		p, ok := parsePayload(f)
 		switch {
 		case !ok:
-			rr.other.Add(1)
+			if rr.other.Add(1) == 1 {
+				rr.noteErr(fmt.Errorf("client %d: a frame without a benchmark payload: %s", c.idx, trimForErr(string(f))))
+			}
 		case !bytes.Equal(p.Run, []byte(rr.r.run)):
 			rr.foreign.Add(1)
 		default:
@@ -305,9 +310,11 @@ func (rr *resumeRun) read(c *resumeClient, conn *websocket.Conn) {
 			switch c.trk.observe(p.Seq) {
 			case seqNew:
 				rr.unique.Add(1)
+				rr.arrived(p.Seq)
 			case seqOOO:
 				rr.unique.Add(1)
 				rr.ooo.Add(1)
+				rr.arrived(p.Seq)
 			case seqDup:
 				rr.dup.Add(1)
 			}
@@ -338,7 +345,8 @@ func (r *runner) resume() (*report, bool, error) {
 	if err := r.register(); err != nil {
 		return nil, false, err
 	}
-	rr := &resumeRun{r: r, clients: make([]*resumeClient, cfg.Clients)}
+	rr := &resumeRun{r: r, clients: make([]*resumeClient, cfg.Clients),
+		perSeq: make([]atomic.Int64, min(int(cfg.Rate*cfg.Duration.Seconds()*1.2)+64, 1<<22))}
 	ctx, cancel := context.WithCancel(r.ctx)
 	defer cancel()
 
@@ -420,12 +428,12 @@ func (r *runner) resume() (*report, bool, error) {
 	<-cutDone
 	expected := ps.sent * int64(cfg.Clients)
 	r.prog.phase(func() string {
-		return fmt.Sprintf("draining  recv %d/%d  cuts %d  resumed %d", rr.unique.Load(), expected, rr.cuts.Load(), rr.resumed.Load())
+		return fmt.Sprintf("draining  recv %d/%d  cuts %d  resumed %d", rr.arrivedBelow(ps.sent), expected, rr.cuts.Load(), rr.resumed.Load())
 	})
 	end := ps.end.Add(cfg.Drain)
 	complete := false
 	for range 1 << 20 {
-		if rr.unique.Load() >= expected && rr.resumed.Load()+rr.refused.Load() >= rr.cuts.Load()+rr.drops.Load() {
+		if rr.arrivedBelow(ps.sent) >= expected && rr.resumed.Load()+rr.refused.Load() >= rr.cuts.Load()+rr.drops.Load() {
 			complete = true
 			break
 		}
@@ -437,13 +445,21 @@ func (r *runner) resume() (*report, bool, error) {
 	r.prog.phase(nil)
 	stop()
 
-	lost := max(expected-rr.unique.Load(), 0)
+	// Lost: seqs of accepted calls a client never got. A call cut off by
+	// -duration may still have been delivered (its seq is the next one):
+	// such deliveries are not counted.
+	lost := int64(0)
+	for _, c := range rr.clients {
+		lost += int64(ps.sent) - c.trk.countBelow(uint64(ps.sent))
+	}
 	rep.row("clients", "%d connected with sessions", cfg.Clients)
 	rep.row("messages", "%d send_to_system calls accepted in %s (%s/s), %d deliveries expected",
 		ps.sent, fmtDur(ps.end.Sub(ps.start)), fmtRate(perSec(ps.sent, ps.end.Sub(ps.start))), expected)
+	rep.row("recipients", "%d counted by the server in send_to_system answers (suspended sessions count)", ps.recipients)
+	rep.set("recipients", ps.recipients)
 	rep.row("cuts", "%d connections cut without a close frame, %d dropped by the server", rr.cuts.Load(), rr.drops.Load())
 	rep.row("resumes", "%d resumed, %d refused (resumed false), %d reconnect errors", rr.resumed.Load(), rr.refused.Load(), rr.reconnErrs.Load())
-	rep.row("lost / dup / ooo", "%d / %d / %d  (session seq gaps %d)", lost, rr.dup.Load(), rr.ooo.Load(), rr.seqGaps.Load())
+	rep.row("lost / dup / ooo", "%d / %d / %d  (session seq gaps %d, other frames %d)", lost, rr.dup.Load(), rr.ooo.Load(), rr.seqGaps.Load(), rr.other.Load())
 	rep.latency("resume latency", "resume_lat", rr.resumeLat.Snapshot(false))
 	rep.latency("latency", "lat", rr.lat.Snapshot(false))
 	r.publishRows(rep, "", ps, 0)
@@ -452,7 +468,7 @@ func (r *runner) resume() (*report, bool, error) {
 	for k, v := range map[string]int64{"requests": ps.sent, "expected": expected, "unique": rr.unique.Load(), "lost": lost,
 		"dup": rr.dup.Load(), "ooo": rr.ooo.Load(), "seq_gaps": rr.seqGaps.Load(), "cuts": rr.cuts.Load(), "drops": rr.drops.Load(),
 		"resumed": rr.resumed.Load(), "refused": rr.refused.Load(), "reconnect_errors": rr.reconnErrs.Load(), "foreign": rr.foreign.Load(),
-		"delivered": rr.unique.Load(), "conn_errors": 0 /* a failed first connect ends the run */} {
+		"delivered": rr.unique.Load(), "other": rr.other.Load(), "conn_errors": 0 /* a failed first connect ends the run */} {
 		rep.set(k, v)
 	}
 	if !complete {
@@ -483,4 +499,30 @@ func (r *runner) ackNote(rep *report) {
 	if r.cfg.Ack {
 		rep.note("-ack: every send waited for the client's acknowledgement (ackTimeout %s): the API call latency is the ack round trip; a send not acked counts as an API error", r.cfg.AckTimeout)
 	}
+}
+
+// countBelow is how many distinct seqs below n the tracker has seen.
+func (t *seqTracker) countBelow(n uint64) int64 {
+	var k int64
+	for s := uint64(0); s < n && s/64 < uint64(len(t.seen)); s++ {
+		if t.seen[s/64]&(1<<(s%64)) != 0 {
+			k++
+		}
+	}
+	return k
+}
+
+func (rr *resumeRun) arrived(seq uint64) {
+	if seq < uint64(len(rr.perSeq)) {
+		rr.perSeq[seq].Add(1)
+	}
+}
+
+// arrivedBelow is how many first arrivals there were of seqs below n.
+func (rr *resumeRun) arrivedBelow(n int64) int64 {
+	var k int64
+	for i := range min(int(n), len(rr.perSeq)) {
+		k += rr.perSeq[i].Load()
+	}
+	return k
 }
