@@ -185,9 +185,9 @@ type resumeRun struct {
 	lat, resumeLat                            Hist
 	// perSeq[s]: clients that got seq s (first arrival), to know when
 	// every accepted call has arrived everywhere.
-	perSeq []atomic.Int64
-	errMu                                     sync.Mutex
-	firstErr                                  string
+	perSeq   []atomic.Int64
+	errMu    sync.Mutex
+	firstErr string
 }
 
 func (rr *resumeRun) noteErr(err error) {
