@@ -64,16 +64,25 @@ func wrap(t testing.TB, p *nodeproc.Node) *node {
 }
 
 // call calls an endpoint (body: raw JSON as string or []byte, or a value to
-// encode); systemID "" sends no header.
+// encode); systemID "" sends no header. Every answer must pass
+// wstest.CheckEnvelope (an error otherwise).
 func (n *node) call(endpoint, systemID string, body any) *wstest.Resp {
 	n.t.Helper()
-	return n.api.Call(n.t, endpoint, systemID, body)
+	r := n.api.Call(n.t, endpoint, systemID, body)
+	if err := wstest.CheckEnvelope(r); err != nil {
+		n.t.Errorf("%v", err)
+	}
+	return r
 }
 
 // must requires code 0 (and HTTP 200) and returns data.
 func (n *node) must(endpoint, systemID string, body any) json.RawMessage {
 	n.t.Helper()
-	return n.api.OK(n.t, endpoint, systemID, body)
+	r := n.call(endpoint, systemID, body)
+	if r.Code != 0 || r.Status != http.StatusOK {
+		n.t.Fatalf("%s: want code 0 / HTTP 200", r)
+	}
+	return r.Data
 }
 
 // fail requires the error code and its HTTP status.
