@@ -119,10 +119,29 @@ type opFields struct {
 }
 
 var (
-	opKey        = []byte(`"op"`)
-	opSendClient = []byte(`"op":"send_to_client"`)
-	ackKey       = []byte(`"ack`)
+	opKey      = []byte(`"op"`)
+	sendClient = []byte(`:"send_to_client"`)
+	ackKey     = []byte(`"ack`)
 )
+
+// onlySends counts the "op" keys of body, all followed by
+// :"send_to_client"; ok is false when one is not (a hint only: the decoded
+// ops are checked again).
+func onlySends(body []byte) (n int, ok bool) {
+	for i := 0; ; {
+		j := bytes.Index(body[i:], opKey)
+		if j < 0 {
+			return n, n > 0
+		}
+		i += j + len(opKey)
+		if !bytes.HasPrefix(body[i:], sendClient) {
+			return 0, false
+		}
+		if n++; n > MaxBatchOps {
+			return 0, false
+		}
+	}
+}
 
 // sendsOnly runs a batch made only of send_to_client ops without acks
 // (what backends send by the thousand) with one decode of the whole body.
@@ -130,8 +149,8 @@ var (
 // not decode as such: the general path then runs it, with its per-op
 // errors.
 func (h *Handlers) sendsOnly(ctx context.Context, sys string, body []byte) (any, bool) {
-	n := bytes.Count(body, opKey)
-	if n == 0 || n > MaxBatchOps || bytes.Count(body, opSendClient) != n || bytes.Contains(body, ackKey) {
+	n, ok := onlySends(body)
+	if !ok || bytes.Contains(body, ackKey) {
 		return nil, false
 	}
 	var req struct {
@@ -183,7 +202,10 @@ func (h *Handlers) result(ctx context.Context, data any, err error) BatchResult 
 // MarshalJSON writes the results; the common one, a send's messageId,
 // without reflection (a batch answers up to 1,000 of them).
 func (r batchResp) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, 16+len(r.Results)*80)
+	return r.appendJSON(make([]byte, 0, 16+len(r.Results)*80))
+}
+
+func (r batchResp) appendJSON(b []byte) ([]byte, error) {
 	b = append(b, `{"results":[`...)
 	for i, res := range r.Results {
 		if i > 0 {

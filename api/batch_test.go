@@ -173,7 +173,7 @@ func TestBatchSendsOnlyPath(t *testing.T) {
 		// a type error in one op: the general path gives that op its error
 		`{"ops":[{"op":"send_to_client","clientId":"a"},{"op":"send_to_client","clientId":5}]}`: {0, 10001},
 		// "op" inside data does not fool the pre-check
-		`{"ops":[{"op":"send_to_client","clientId":"a","data":{"op":"x"}}]}`: {0},
+		`{"ops":[{"op":"send_to_client","clientId":"a","data":{"op":"x"}}]}`:                  {0},
 		`{"ops":[{"op":"send_to_client","clientId":"a","data":"\"op\":\"send_to_client\""}]}`: {0},
 	}
 	for body, want := range bodies {
@@ -187,5 +187,14 @@ func TestBatchSendsOnlyPath(t *testing.T) {
 				t.Errorf("%s: op %d code %d, want %d", body, i, a.Data.Results[i].Code, w)
 			}
 		}
+	}
+}
+
+func TestBatchAnswerRendersAsEncodingJSON(t *testing.T) {
+	e := engine(&recorder{})
+	_, _, raw := call(e, "batch", `{"ops":[{"op":"send_to_client","clientId":"a"},{"op":"send_to_client","clientId":"gone"}]}`)
+	want := `{"code":0,"msg":"success","data":{"results":[{"code":0,"msg":"success","data":{"messageId":"mid"}},{"code":10006,"msg":"client is not online","data":null}]}}`
+	if raw != want {
+		t.Fatalf("answer %s\nwant   %s", raw, want)
 	}
 }

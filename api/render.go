@@ -25,7 +25,21 @@ type requestIDKey struct{}
 // OK renders a success envelope.
 func OK(c *gin.Context, data any) {
 	c.Set(KeyErrCode, define.CodeSuccess)
+	if r, ok := data.(rawData); ok {
+		// Large answers that render themselves: encoding/json would check
+		// and compact their bytes once more.
+		b, err := r.appendJSON(append(make([]byte, 0, 4096), `{"code":0,"msg":"success","data":`...))
+		if err == nil {
+			c.Data(http.StatusOK, "application/json; charset=utf-8", append(b, '}'))
+			return
+		}
+	}
 	c.JSON(http.StatusOK, define.Response{Code: define.CodeSuccess, Msg: "success", Data: data})
+}
+
+// rawData is success data that writes its own (valid, compact) JSON.
+type rawData interface {
+	appendJSON(b []byte) ([]byte, error)
 }
 
 // Fail renders an error envelope; errors that are not *define.Error become
