@@ -343,23 +343,7 @@ func TestChurn(t *testing.T) {
 // HTTP connection so that idle keep-alive connections do not count.
 func (n *node) goroutines(t *testing.T) int {
 	t.Helper()
-	n.tr.CloseIdleConnections()
-	resp, err := n.hc.Get(n.url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err == nil {
-				return int(f)
-			}
-		}
-	}
-	return -1
+	return wstest.Goroutines(t, n.url+"/metrics")
 }
 
 // SPEC 3: a write that cannot complete within the write timeout ends the

@@ -63,31 +63,14 @@ func floodCases() []floodCase {
 }
 
 // goroutines reads go_goroutines from the node's /metrics over a
-// connection of its own that is closed right after, so that the reading
-// does not depend on which keep-alive connections happen to be open.
+// connection of its own (wstest.Goroutines).
 func (n *node) goroutines(t testing.TB) int {
 	t.Helper()
-	tr := &http.Transport{DisableKeepAlives: true}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get(n.URL + "/metrics")
-	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
+	v := wstest.Goroutines(t, n.URL+"/metrics")
+	if v < 0 {
+		t.Fatalf("no go_goroutines in /metrics")
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "go_goroutines "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err == nil {
-				return int(f)
-			}
-		}
-	}
-	t.Fatalf("no go_goroutines in /metrics")
-	return 0
+	return v
 }
 
 // SPEC 3 and the promise that bad input never hurts anyone else: a node with

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sort"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -109,4 +110,19 @@ func HasLabels(s *dto.Metric, labels ...string) bool {
 		}
 	}
 	return true
+}
+
+// Goroutines reads go_goroutines from url (a node's /metrics) over a
+// connection of its own that is closed right after, so that the reading
+// does not depend on which keep-alive connections happen to be open; -1
+// when the sample is absent.
+func Goroutines(t testing.TB, url string) int {
+	t.Helper()
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	m := MustScrape(t, &http.Client{Transport: tr, Timeout: 5 * time.Second}, url)
+	if m.Families["go_goroutines"] == nil {
+		return -1
+	}
+	return int(m.Value("go_goroutines"))
 }
