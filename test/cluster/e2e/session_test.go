@@ -215,3 +215,92 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestUsersAcrossNodes: a user's clients on different nodes all get a
+// send_to_user made through nginx; the lists cover every node; an ack from
+// a client on another node than the API call's answers the call.
+func TestUsersAcrossNodes(t *testing.T) {
+	c := newCluster(t, 3)
+	c.register("app")
+	api := &wstest.API{URL: c.lb, Client: c.hc}
+	var devices []*wstest.Client
+	for _, n := range c.nodes[:2] {
+		d := wstest.MustDial(t, n.url, "app", wstest.Options{})
+		api.OK(t, "bind_to_user", "app", map[string]string{"clientId": d.ID, "userId": "ann"})
+		devices = append(devices, d)
+	}
+	other := wstest.MustDial(t, c.nodes[2].url, "app", wstest.Options{})
+	var l struct {
+		Count int
+		List  []string
+	}
+	wstest.Eventually(t, 5*time.Second, func() bool {
+		wstest.Decode(t, api.OK(t, "get_user_clients", "app", map[string]string{"userId": "ann"}), &l)
+		return l.Count == 2 && contains(l.List, devices[0].ID) && contains(l.List, devices[1].ID)
+	}, "get_user_clients does not list the user's clients on both nodes")
+	for _, n := range c.nodes {
+		var on struct{ Online bool }
+		r, err := (&wstest.API{URL: n.url, Client: c.hc}).Post("is_user_online", "app", map[string]string{"userId": "ann"})
+		if err != nil || r.Code != 0 {
+			t.Fatalf("is_user_online on node %d: %v %v", n.idx, r, err)
+		}
+		wstest.Decode(t, r.Data, &on)
+		if !on.Online {
+			t.Errorf("is_user_online on node %d: false", n.idx)
+		}
+	}
+	var sr struct {
+		MessageID  string
+		Recipients int
+	}
+	wstest.Decode(t, api.OK(t, "send_to_user", "app", map[string]any{"userId": "ann", "data": "all devices"}), &sr)
+	if sr.Recipients != 2 {
+		t.Errorf("send_to_user: recipients %d, want 2", sr.Recipients)
+	}
+	for _, d := range devices {
+		if f := d.NextFrame(t, 5*time.Second); f.MessageID != sr.MessageID {
+			t.Errorf("device %s: %s, want %s", d.ID, f.Raw, sr.MessageID)
+		}
+	}
+	other.ExpectNoFrame(t, 300*time.Millisecond)
+
+	// An ack request made on node 2 for a client of node 0.
+	node2 := &wstest.API{URL: c.nodes[2].url, Client: c.hc}
+	type answer struct {
+		r   *wstest.Resp
+		err error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		r, err := node2.Post("send_to_client", "app", map[string]any{"clientId": devices[0].ID, "data": "ack?", "ack": true, "ackTimeout": "5s"})
+		ch <- answer{r, err}
+	}()
+	f := devices[0].NextFrame(t, 5*time.Second)
+	if !f.Ack {
+		t.Fatalf("frame %s: want \"ack\": true", f.Raw)
+	}
+	if err := devices[0].Ack(f.MessageID); err != nil {
+		t.Fatal(err)
+	}
+	var got answer
+	select {
+	case got = <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the acked send through another node did not answer")
+	}
+	if got.err != nil || got.r.Code != 0 {
+		t.Fatalf("acked send through another node: %v %v", got.r, got.err)
+	}
+	var ack struct{ Acked bool }
+	wstest.Decode(t, got.r.Data, &ack)
+	if !ack.Acked {
+		t.Errorf("acked send through another node: %s, want acked true", got.r.Data)
+	}
+
+	// A device that leaves leaves the lists of every node.
+	devices[1].Close()
+	wstest.Eventually(t, 5*time.Second, func() bool {
+		wstest.Decode(t, api.OK(t, "get_user_clients", "app", map[string]string{"userId": "ann"}), &l)
+		return l.Count == 1 && l.List[0] == devices[0].ID
+	}, "get_user_clients still lists the closed device")
+}
