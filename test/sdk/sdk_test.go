@@ -9,17 +9,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/go-websocket/go-websocket/sdk/gows"
 	"github.com/go-websocket/go-websocket/test/internal/nodeproc"
+	"github.com/go-websocket/go-websocket/test/internal/wstest"
 )
 
 var binPath, confPath string
@@ -33,67 +29,18 @@ func TestMain(m *testing.M) {
 // its base URL.
 func startNode(t *testing.T, env map[string]string) string {
 	t.Helper()
-	port := nodeproc.FreePort(t)
-	full := map[string]string{
-		"GOWS_SERVER_HOST": "127.0.0.1", "GOWS_SERVER_HTTPPORT": strconv.Itoa(port),
-		"GOWS_SERVER_DATADIR": t.TempDir(), "GOWS_LOG_LEVEL": "error",
-	}
+	full := map[string]string{"GOWS_LOG_LEVEL": "error"}
 	for k, v := range env {
 		full[k] = v
 	}
-	cmd := exec.Command(binPath, "-c", confPath)
-	cmd.Env = nodeproc.Env(full)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	for i := 0; i < 500; i++ {
-		resp, err := http.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return base
-			}
-		}
-		select {
-		case <-done:
-			t.Fatal("the node exited before it was ready")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	t.Fatal("the node did not become ready")
-	return ""
+	return nodeproc.Start(t, binPath, confPath, full).URL
 }
 
 // dial connects a WebSocket client and returns it with its clientId.
-func dial(t *testing.T, base, systemID string) (*websocket.Conn, string) {
+func dial(t *testing.T, base, systemID string) (*wstest.Client, string) {
 	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial("ws"+base[len("http"):]+"/api/websocket/ws?systemId="+systemID, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ws.Close() })
-	var hello struct {
-		Data struct {
-			ClientID string `json:"clientId"`
-		} `json:"data"`
-	}
-	if err := ws.ReadJSON(&hello); err != nil {
-		t.Fatal(err)
-	}
-	return ws, hello.Data.ClientID
+	c := wstest.MustDial(t, base, systemID, wstest.Options{})
+	return c, c.ID
 }
 
 type push struct {
@@ -103,14 +50,10 @@ type push struct {
 	Ack       bool            `json:"ack"`
 }
 
-func read(t *testing.T, ws *websocket.Conn) push {
+func read(t *testing.T, ws *wstest.Client) push {
 	t.Helper()
-	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var p push
-	if err := ws.ReadJSON(&p); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	f := ws.NextFrame(t, 5*time.Second)
+	return push{MessageID: f.MessageID, Code: f.Code, Data: f.Data, Ack: f.Ack}
 }
 
 func TestEveryEndpoint(t *testing.T) {
@@ -176,7 +119,7 @@ func TestEveryEndpoint(t *testing.T) {
 	// An acked send: the client acks.
 	go func() {
 		p := read(t, ws)
-		_ = ws.WriteJSON(map[string]string{"ack": p.MessageID})
+		_ = ws.Conn.WriteJSON(map[string]string{"ack": p.MessageID})
 	}()
 	if a, err := c.SendToClientAck(ctx, id, gows.Message{Data: "ack me"}, 3*time.Second); err != nil || !a.Acked {
 		t.Fatalf("%+v %v", a, err)
