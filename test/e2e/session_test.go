@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"regexp"
@@ -835,4 +838,125 @@ func flipLast(s string) string {
 		c = 'B'
 	}
 	return s[:len(s)-1] + string(c)
+}
+
+// TestSessionResumeUnderStream: clients keep resuming, at random, while a
+// publisher streams send_to_system and unicasts to them: in the end every
+// client got every message exactly once, in the order sent, with its seq
+// running 1, 2, 3 ... across all its connections.
+func TestSessionResumeUnderStream(t *testing.T) {
+	t.Parallel()
+	s := startSessNode(t, map[string]string{"GOWS_WEBSOCKET_SESSIONTTL": "30s"})
+	const clients, sends = 20, 900
+	type state struct {
+		c    *wstest.Client
+		last int64
+		got  []string
+	}
+	st := make([]*state, clients)
+	for i := range st {
+		st[i] = &state{c: s.dial(t, s.URL, wstest.Options{})}
+	}
+	// take reads what c has, checking the seq.
+	take := func(x *state) {
+		t.Helper()
+		for {
+			raw, err := x.c.Next(0)
+			if err != nil {
+				return
+			}
+			f, err := wstest.ParseFrame(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x.last++
+			wstest.CheckSeq(t, x.c.ID, f, x.last, false)
+			x.got = append(x.got, f.MessageID)
+		}
+	}
+	// The publisher: system-wide sends, and a unicast to each client.
+	type sent struct {
+		ids []string // in order, for every client (unicasts to i only for i)
+		err error
+	}
+	done := make(chan sent, 1)
+	ids := make([][]string, clients)
+	ids0 := make([]string, clients)
+	for i := range st {
+		ids0[i] = st[i].c.ID
+	}
+	go func() {
+		var out sent
+		for k := range sends {
+			if k%10 == 0 {
+				time.Sleep(2 * time.Millisecond) // a stream, not one burst: resumes happen all along it
+			}
+			body := map[string]any{"data": k}
+			ep := "send_to_system"
+			to := -1
+			if k%3 == 0 {
+				to = k % clients
+				ep, body["clientId"] = "send_to_client", ids0[to]
+			}
+			r, err := s.api.Post(ep, s.sys, body)
+			if err != nil || r.Code != 0 {
+				out.err = fmt.Errorf("%s: %v %v", ep, r, err)
+				break
+			}
+			var d struct{ MessageID string }
+			if err := json.Unmarshal(r.Data, &d); err != nil {
+				out.err = err
+				break
+			}
+			for i := range ids {
+				if to < 0 || to == i {
+					ids[i] = append(ids[i], d.MessageID)
+				}
+			}
+		}
+		done <- out
+	}()
+	// Cut and resume clients at random until the publisher is done.
+	rnd := rand.New(rand.NewPCG(1, 2))
+	resumes := 0
+	var pub sent
+	for running := true; running; {
+		select {
+		case pub = <-done:
+			running = false
+			continue
+		default:
+		}
+		x := st[rnd.IntN(clients)]
+		take(x)
+		x.c.Abort()
+		take(x) // frames that arrived before the socket closed
+		r := s.resume(t, s.URL, x.c, x.last)
+		if !r.Welcome.IsResumed() || r.ID != x.c.ID {
+			t.Fatalf("resume %d of %s: welcome %s", resumes, x.c.ID, r.Welcome.Raw)
+		}
+		x.c = r
+		resumes++
+		time.Sleep(time.Duration(rnd.IntN(5)) * time.Millisecond) // spread the cuts over the stream
+	}
+	if pub.err != nil {
+		t.Fatal(pub.err)
+	}
+	t.Logf("%d sends, %d resumes", sends, resumes)
+	for i, x := range st {
+		wstest.Eventually(t, 10*time.Second, func() bool { take(x); return len(x.got) >= len(ids[i]) },
+			fmt.Sprintf("client %d got %d of %d messages", i, len(x.got), len(ids[i])))
+		if strings.Join(x.got, ",") != strings.Join(ids[i], ",") {
+			t.Errorf("client %d: got %d messages %v\nwant %d in this order %v", i, len(x.got), x.got, len(ids[i]), ids[i])
+		}
+	}
+	// Every connection still works, and the node has nothing left hanging:
+	// it exits at once on SIGTERM.
+	for _, x := range st {
+		m := s.send(t, x.c.ID, "last")
+		expectMsg(t, x.c, m, x.last+1)
+	}
+	if code, d := s.Stop(); code != 0 || d > 5*time.Second {
+		t.Errorf("node exit after SIGTERM: code %d after %v, want 0 within 5 s", code, d)
+	}
 }
