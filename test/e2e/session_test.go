@@ -874,11 +874,9 @@ func TestSessionResumeUnderStream(t *testing.T) {
 			x.got = append(x.got, f.MessageID)
 		}
 	}
-	// The publisher: system-wide sends, and a unicast to each client.
-	type sent struct {
-		ids []string // in order, for every client (unicasts to i only for i)
-		err error
-	}
+	// The publisher: system-wide sends, and unicasts to each client; ids[i]
+	// is what client i must get, in order.
+	type sent struct{ err error }
 	done := make(chan sent, 1)
 	ids := make([][]string, clients)
 	ids0 := make([]string, clients)
