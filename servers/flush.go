@@ -39,6 +39,8 @@ type flusher struct {
 	head int
 	// active counts broadcasts in flight (see leave).
 	active atomic.Int32
+	// compress: clients may have negotiated permessage-deflate.
+	compress bool
 
 	// Clients whose write loop starts when the write delay ends.
 	delayMu sync.Mutex
@@ -71,12 +73,39 @@ func (fl *flusher) deliver(clients []*Client, f frame) int {
 		fl.active.Add(1)
 		defer fl.leave()
 	}
+	var z frame // f compressed, made for the first client that takes it
+	if parts := min(runtime.GOMAXPROCS(0), len(clients)/parallelChunk); parts > 1 && fl.delay <= 0 && fl.waiting() == 0 {
+		// Nothing else is being written: a big broadcast is queued and
+		// written by one goroutine per processor, each for its share, so
+		// the first frames leave while the rest are still being queued.
+		if fl.compress && isData(f) {
+			z = deflateFrame(f)
+		}
+		var total atomic.Int64
+		var wg sync.WaitGroup
+		per := (len(clients) + parts - 1) / parts
+		for start := 0; start < len(clients); start += per {
+			part := clients[start:min(start+per, len(clients))]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				zp := z
+				total.Add(int64(fl.deliverPart(part, f, &zp)))
+			}()
+		}
+		wg.Wait()
+		return int(total.Load())
+	}
+	return fl.deliverPart(clients, f, &z)
+}
+
+// deliverPart queues f to clients and pays for the writes it claimed.
+func (fl *flusher) deliverPart(clients []*Client, f frame, z *frame) int {
 	p := claimPool.Get().(*[]*Client)
 	claimed := (*p)[:0]
 	n, behind := 0, false
-	var z frame // f compressed, made for the first client that takes it
 	for _, c := range clients {
-		ok, claim, deep := c.w.push(c.compressed(f, &z))
+		ok, claim, deep := c.w.push(c.compressed(f, z))
 		if ok {
 			n++
 		}
@@ -138,6 +167,13 @@ func (fl *flusher) leave() {
 			got[i] = nil
 		}
 	}
+}
+
+// waiting returns how many clients wait in the FIFO.
+func (fl *flusher) waiting() int {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	return len(fl.fifo) - fl.head
 }
 
 // take moves up to len(dst) clients from the head of the FIFO into dst.

@@ -111,6 +111,7 @@ func NewHub(cfg HubConfig, m *metrics.Metrics, node hubNode) *Hub {
 		stopPing: make(chan struct{}), pingDone: make(chan struct{}),
 	}
 	h.flusher.delay = cfg.WriteDelay
+	h.flusher.compress = cfg.Compression && cfg.SessionTTL <= 0
 	for i := range h.shards {
 		h.shards[i].clients = map[string]*Client{}
 	}

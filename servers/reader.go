@@ -95,7 +95,7 @@ func (c *Client) readFrames(r *wsframe.Reader) error {
 func (c *Client) closeReceived(payload []byte) error {
 	code, _, err := wsframe.ParseClose(payload)
 	switch {
-	case c.w.closeSent.Load() && c.suspend():
+	case c.keepingSession() && c.suspend():
 		// The answer to the node's shutdown close: the session stays.
 	case errors.Is(err, wsframe.ErrInvalidUTF8):
 		c.close(define.DisconnectInvalidUTF8)

@@ -273,6 +273,14 @@ func (c *Client) shutdownKeepingSession() bool {
 	return w.startClose(closeFrame(define.DisconnectShutdown.Code, define.DisconnectShutdown.Text), false)
 }
 
+// keepingSession reports whether the node closed c for its shutdown and
+// keeps its session.
+func (c *Client) keepingSession() bool {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	return c.w.keepOnClose
+}
+
 // suspendedSession reports whether c holds a suspended session.
 func (c *Client) suspendedSession() bool {
 	c.w.mu.Lock()
