@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
 	"github.com/go-websocket/go-websocket/define"
@@ -101,6 +102,9 @@ type Node struct {
 	acks ackWaits
 	// moved: clients whose session resumed on another node.
 	moved movedClients
+	// upgrader answers WebSocket handshakes (built once, on first use).
+	upgrader     *websocket.Upgrader
+	upgraderOnce sync.Once
 }
 
 // NewNode builds a node and starts its hub.

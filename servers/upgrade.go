@@ -168,9 +168,11 @@ func (n *Node) ServeWS(w http.ResponseWriter, r *http.Request) {
 	if sp := p.selectSubprotocol(r); sp != "" {
 		answer = http.Header{"Sec-Websocket-Protocol": {sp}}
 	}
-	up := p.upgrader()
-	up.EnableCompression = n.hub.cfg.Compression
-	ws, err := up.Upgrade(w, r, answer)
+	n.upgraderOnce.Do(func() {
+		n.upgrader = p.upgrader()
+		n.upgrader.EnableCompression = n.hub.cfg.Compression
+	})
+	ws, err := n.upgrader.Upgrade(w, r, answer)
 	if err != nil {
 		return // gorilla has answered with an HTTP error
 	}
