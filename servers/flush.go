@@ -74,8 +74,8 @@ func (fl *flusher) deliver(clients []*Client, f frame) int {
 		defer fl.leave()
 	}
 	var z frame // f compressed, made for the first client that takes it
-	if parts := min(runtime.GOMAXPROCS(0), len(clients)/parallelChunk); parts > 1 && fl.delay <= 0 && fl.waiting() == 0 {
-		// Nothing else is being written: a big broadcast is queued and
+	if parts := min(runtime.GOMAXPROCS(0), len(clients)/parallelChunk); parts > 1 && fl.delay <= 0 && fl.active.Load() == 1 && fl.waiting() == 0 {
+		// No other broadcast is in flight: a big broadcast is queued and
 		// written by one goroutine per processor, each for its share, so
 		// the first frames leave while the rest are still being queued.
 		if fl.compress && isData(f) {
