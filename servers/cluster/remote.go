@@ -33,6 +33,11 @@ func (c *Cluster) Unicast(ctx context.Context, node ident.NodeID, op *rpcwire.Un
 			return &rpcwire.UnicastReply{Code: define.CodeClientOffline}, nil
 		}
 	}
+	if p.leaving.Load() && op.Kind != rpcwire.OpTakeSession {
+		// A node that left holds no clients any more; while it drains it
+		// only hands its sessions over.
+		return &rpcwire.UnicastReply{Code: define.CodeClientOffline}, nil
+	}
 	reply := new(rpcwire.UnicastReply)
 	if err := c.d.call(ctx, p, methodUnicast, rpcwire.RPCUnicast, op, reply); err != nil {
 		return nil, &define.Error{Code: define.CodeUnavailable,
@@ -48,7 +53,9 @@ func (c *Cluster) Broadcast(ctx context.Context, op *rpcwire.BroadcastOp) ([]*rp
 	t := c.table.all()
 	ps := make([]*peer, 0, len(t))
 	for _, p := range t {
-		ps = append(ps, p)
+		if !p.leaving.Load() {
+			ps = append(ps, p)
+		}
 	}
 	return c.broadcast(ctx, ps, op)
 }
@@ -61,7 +68,7 @@ func (c *Cluster) BroadcastTo(ctx context.Context, nodes []ident.NodeID, op *rpc
 	t := c.table.all()
 	ps := make([]*peer, 0, len(nodes))
 	for _, id := range nodes {
-		if p := t[id]; p != nil {
+		if p := t[id]; p != nil && !p.leaving.Load() {
 			ps = append(ps, p)
 		}
 	}

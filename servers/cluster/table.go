@@ -54,6 +54,8 @@ type table struct {
 
 	notifyMu sync.Mutex
 	changed  chan struct{}
+	// leaveTimers forget nodes that left gracefully (guarded by mu).
+	leaveTimers []*time.Timer
 }
 
 func newTable(d *dialer, cli *clientv3.Client, prefix string, etcdTimeout time.Duration, leaseTTL int,
@@ -178,8 +180,9 @@ func (t *table) apply(wr clientv3.WatchResponse) {
 				continue
 			}
 			if p.leaving.Load() {
-				// A graceful leave: the node announces its own clients.
-				delete(next, id)
+				// A graceful leave: the node announces its own clients
+				// and gets no more broadcasts, but stays reachable while
+				// it drains, for the sessions peers take over from it.
 				left = append(left, id)
 				continue
 			}
@@ -190,6 +193,11 @@ func (t *table) apply(wr clientv3.WatchResponse) {
 	t.mu.Unlock()
 	for _, id := range left {
 		t.cache.dropNode(id)
+		p := next[id]
+		tm := time.AfterFunc(leavingGrace, func() { t.forget(id, p) })
+		t.mu.Lock()
+		t.leaveTimers = append(t.leaveTimers, tm)
+		t.mu.Unlock()
 	}
 	for id, rev := range load {
 		ctx, cancel := context.WithTimeout(t.d.ctx, t.etcdTimeout)
@@ -370,6 +378,23 @@ func (t *table) swap(next map[ident.NodeID]*peer) {
 	t.notify()
 }
 
+// leavingGrace is how long a node that left gracefully stays reachable
+// (for session take-overs only) while it drains.
+const leavingGrace = 30 * time.Second
+
+// forget drops a node that left gracefully, once its grace is over.
+func (t *table) forget(id ident.NodeID, p *peer) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cur := *t.peers.Load()
+	if cur[id] != p || len(cur) == 0 {
+		return
+	}
+	next := maps.Clone(cur)
+	delete(next, id)
+	t.swap(next)
+}
+
 // lookup reads a node missing from the table from etcd (a node that
 // registered a moment ago, before its watch event arrived) and adds it.
 func (t *table) lookup(ctx context.Context, id ident.NodeID) *peer {
@@ -411,6 +436,9 @@ func (t *table) list() []PeerStatus {
 	all := t.all()
 	out := make([]PeerStatus, 0, len(all))
 	for _, p := range all {
+		if p.leaving.Load() {
+			continue // left; reachable only to hand its sessions over
+		}
 		out = append(out, PeerStatus{NodeInfo: p.info, Up: p.up()})
 	}
 	slices.SortFunc(out, func(a, b PeerStatus) int { return strings.Compare(a.ID, b.ID) })
@@ -434,6 +462,12 @@ func (t *table) notify() {
 // stop stops every peer and waits for the peer goroutines; the caller has
 // cancelled the dialer's context and stopped the watch.
 func (t *table) stop() {
+	t.mu.Lock()
+	for _, tm := range t.leaveTimers {
+		tm.Stop()
+	}
+	t.leaveTimers = nil
+	t.mu.Unlock()
 	for _, p := range t.all() {
 		p.stop()
 	}
