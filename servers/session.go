@@ -427,6 +427,10 @@ func (n *Node) resume(nc net.Conn, systemID, userID, token, lastSeq string) bool
 	c.w.sess = nil // takeOver brings the session
 	c.w.claim()
 	if !c.takeOver(old, last) {
+		// The client is back but its session cannot continue (frames it
+		// missed are no longer kept): end the old one now, so its groups
+		// do not list the person twice until the TTL runs out.
+		old.close(define.DisconnectSessionExpired)
 		return false
 	}
 	n.hub.replace(old, c)

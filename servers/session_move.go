@@ -148,7 +148,13 @@ func (c *Client) export(lastSeq uint64) (*rpcwire.Session, bool) {
 // giveSession answers OpTakeSession on the node that holds the session.
 func (n *Node) giveSession(op *UnicastOp) *UnicastReply {
 	c := n.hub.lookup(op.SystemID, op.ClientID)
-	if c == nil || !c.canExport(op.LastSeq) {
+	if c == nil {
+		return &UnicastReply{Code: define.CodeClientOffline}
+	}
+	if !c.canExport(op.LastSeq) {
+		// The client came back elsewhere but its session cannot continue:
+		// it ends here (1002) rather than linger until the TTL.
+		c.close(define.DisconnectSessionExpired)
 		return &UnicastReply{Code: define.CodeClientOffline}
 	}
 	to, _, ok := n.route(op.SystemID, op.NewClientID)
