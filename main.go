@@ -241,6 +241,9 @@ func serve(cfg *setting.Config, confPath string, log *zap.Logger) error {
 	}
 	if certs != nil {
 		ln = tls.NewListener(ln, certs.Config())
+	} else {
+		// Go's own answers to malformed requests carry the JSON envelope too.
+		ln = routers.JSONErrors(ln)
 	}
 	srv := &http.Server{
 		Handler:           engine,

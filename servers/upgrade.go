@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -146,6 +147,17 @@ func refuseHandshake(w http.ResponseWriter, err error) {
 	_ = json.NewEncoder(w).Encode(define.Response{Code: e.Code, Msg: e.Msg})
 }
 
+// netConn is the connection a WebSocket runs on, without the listener's
+// wrapper (which only rewrites the HTTP server's own error answers): the
+// writer writes to the socket itself.
+func netConn(ws *websocket.Conn) net.Conn {
+	nc := ws.UnderlyingConn()
+	if u, ok := nc.(interface{ Unwrap() net.Conn }); ok {
+		return u.Unwrap()
+	}
+	return nc
+}
+
 // refusal is why a connect was refused.
 type refusal struct {
 	code      int // define error code, carried in the error frame
@@ -200,13 +212,13 @@ func (n *Node) ServeWS(w http.ResponseWriter, r *http.Request) {
 	}
 	if n.hub.cfg.SessionTTL > 0 {
 		q := r.URL.Query()
-		if tok := q.Get("resume"); tok != "" && n.resume(ws.UnderlyingConn(), systemID, userID, tok, q.Get("lastSeq")) {
+		if tok := q.Get("resume"); tok != "" && n.resume(netConn(ws), systemID, userID, tok, q.Get("lastSeq")) {
 			return
 		}
 	}
 	id := n.minter.Mint(systemID)
 	// From here on the server reads and writes the socket itself.
-	c := newClient(n.hub, id, systemID, userID, ws.UnderlyingConn())
+	c := newClient(n.hub, id, systemID, userID, netConn(ws))
 	c.w.deflate = n.hub.cfg.Compression && offersDeflate(r.Header)
 	// This path owns the write side until the welcome frame is out: frames
 	// for the client, which is addressable as soon as it is added, queue up
@@ -231,7 +243,7 @@ func (n *Node) ServeWS(w http.ResponseWriter, r *http.Request) {
 func (n *Node) refuse(ws *websocket.Conn, rf refusal) {
 	n.metrics.ConnectsRefused.WithLabelValues(rf.reason).Inc()
 	n.log.Debug("websocket connect refused", zap.String("reason", rf.reason), zap.Int("closeCode", rf.closeCode))
-	nc := ws.UnderlyingConn()
+	nc := netConn(ws)
 	go func() {
 		defer nc.Close()
 		_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
