@@ -31,6 +31,19 @@ func waitClientID(tb *tab) string {
 	return id
 }
 
+// checkGowsClient checks that the demo page loaded /gows.js and that its
+// connection is a GowsClient, open, with the clientId the page shows.
+func checkGowsClient(tb *tab, id string) {
+	tb.t.Helper()
+	if !eval[bool](tb, fmt.Sprintf(`(() => {
+		const loaded = performance.getEntriesByType('resource').some(e => new URL(e.name).pathname === '/gows.js');
+		const c = window.GoWSDemo && window.GoWSDemo.client();
+		return loaded && !!window.gows && c instanceof window.gows.GowsClient && c.state === 'open' && c.clientId === %s;
+	})()`, js(id))) {
+		tb.t.Errorf("%s: the page is not connected through a GowsClient of /gows.js with clientId %s", tb.name, id)
+	}
+}
+
 // exprMessage finds a chat message by messageId and text; it returns the
 // author shown, "" while absent.
 func exprMessage(messageID, text string) string {
@@ -69,6 +82,7 @@ func TestDemoPageShowsPush(t *testing.T) {
 	s.register("demo")
 	p.do(chromedp.Click(chromedp.ID("connectBtn")))
 	id := waitClientID(p)
+	checkGowsClient(p, id)
 	if got := eval[string](p, `document.getElementById('status').textContent`); got != "Connected" {
 		t.Errorf("status pill = %q, want Connected", got)
 	}
@@ -112,9 +126,11 @@ func TestDemoPageShowsPush(t *testing.T) {
 	}
 	// Reconnect gives a new clientId.
 	p.do(chromedp.Click(chromedp.ID("connectBtn")))
-	if id2 := waitClientID(p); id2 == id {
+	id2 := waitClientID(p)
+	if id2 == id {
 		t.Error("the page reconnected with the old clientId")
 	}
+	checkGowsClient(p, id2)
 }
 
 // Two visitors in one group: each sees the other join (1001), the chat

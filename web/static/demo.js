@@ -1,5 +1,6 @@
-// The demo page: one WebSocket connection to this server, a group to join
-// through the HTTP API, and a live log of every frame that arrives.
+// The demo page: one WebSocket connection to this server through the client
+// library gows.js, a group to join through the HTTP API, and a live log of
+// every frame that arrives.
 (function () {
   'use strict';
 
@@ -9,13 +10,11 @@
   var MAX_RETRIES = 8;
 
   var state = {
-    ws: null,
+    client: null,     // the GowsClient (gows.js)
     clientId: '',
     systemId: '',
     group: '',        // the group this client is in ('' when none)
     rejoin: '',       // group to join again after a reconnect
-    retries: 0,
-    retryTimer: 0,
     mine: {}          // messageIds this page sent
   };
 
@@ -113,8 +112,8 @@
 
   function renderEvent(m) {
     var d = (m.data && typeof m.data === 'object') ? m.data : {};
-    var join = m.code === 1001;
-    var li = G.el('li', 'event ' + (join ? 'join' : 'leave'));
+    var kind = m.code === 1001 ? 'join' : m.code === 1003 ? 'move' : 'leave';
+    var li = G.el('li', 'event ' + kind);
     li.dataset.code = String(m.code);
     li.dataset.clientId = d.clientId || '';
     li.dataset.group = d.groupName || '';
@@ -123,7 +122,8 @@
     var who = G.el('b', null, self ? 'You' : (d.userId || 'client ' + shortId(d.clientId)));
     who.title = 'clientId ' + (d.clientId || '');
     span.appendChild(who);
-    span.appendChild(document.createTextNode((join ? ' joined ' : ' left ') + '#' + (d.groupName || '?')));
+    var verb = kind === 'join' ? ' joined ' : kind === 'move' ? ' moved to another node, still in ' : ' left ';
+    span.appendChild(document.createTextNode(verb + '#' + (d.groupName || '?')));
     li.appendChild(span);
     li.appendChild(G.el('span', 'time', G.clock()));
     append(li);
@@ -295,29 +295,14 @@
     });
   });
 
-  // ---------- WebSocket ----------
-  function wsURL(sys) {
-    return (location.protocol === 'https:' ? 'wss' : 'ws') + '://' + location.host +
-      '/api/websocket/ws?systemId=' + encodeURIComponent(sys);
-  }
-
-  function scheduleRetry() {
-    if (state.retries >= MAX_RETRIES) {
-      setStatus('Disconnected', 'bad');
-      note('Gave up reconnecting after ' + MAX_RETRIES + ' tries. Press Reconnect to try again.', true);
-      return;
-    }
-    var delay = Math.min(15000, 500 * Math.pow(2, state.retries)) * (0.75 + Math.random() * 0.5);
-    state.retries++;
-    setStatus('Reconnecting…', 'warn');
-    state.retryTimer = setTimeout(connect, delay);
-  }
-
+  // ---------- WebSocket (gows.js) ----------
+  // The connection is a GowsClient: it reconnects with backoff and jitter,
+  // resumes the session when the server runs sessions, and acks the frames
+  // that ask for it. This page only shows what happens.
   function connect() {
-    clearTimeout(state.retryTimer);
-    if (state.ws) {
-      var old = state.ws;
-      state.ws = null;
+    if (state.client) {
+      var old = state.client;
+      state.client = null;
       old.close(1000, 'reconnect');
     }
     var sys = $('systemId').value.trim() || 'demo';
@@ -331,77 +316,114 @@
     render();
     setStatus('Connecting…', 'warn');
 
-    var ws;
+    var c;
     try {
-      ws = new WebSocket(wsURL(sys));
+      c = new window.gows.GowsClient({ systemId: sys, initialDelay: 500, maxDelay: 15000, maxRetries: MAX_RETRIES });
     } catch (e) {
       note('Cannot open a WebSocket: ' + e.message, true);
       setStatus('Disconnected', 'bad');
       return;
     }
-    state.ws = ws;
-    var first = true;
-    var refused = 0;
-
-    ws.onmessage = function (ev) {
-      if (ws !== state.ws) return;
-      var m;
-      try { m = JSON.parse(ev.data); } catch (e) { note('A frame that is not JSON: ' + ev.data, true); return; }
-      if (first) {
-        first = false;
-        if (m.code === 0 && m.data && m.data.clientId) {
-          state.clientId = m.data.clientId;
-          state.retries = 0;
-          setStatus('Connected', 'ok');
-          note('Connected to system "' + sys + '" as ' + shortId(state.clientId));
-          render();
-          if (state.rejoin) join(state.rejoin);
-          return;
-        }
-        refused = m.code;
-        if (m.code !== 10003) note('The server refused the connection: ' + m.msg + ' (' + m.code + ')', true);
-        return;
-      }
-      if (m.code === 1001 || m.code === 1002) renderEvent(m);
-      else renderMessage(m);
+    state.client = c;
+    var refused = 0;     // the error code of a refused welcome
+    var stopped = false; // this page said why the connection ended for good
+    var mine = function (fn) {
+      return function (arg) { if (c === state.client) fn(arg); };
     };
 
-    ws.onclose = function (ev) {
-      if (ws !== state.ws) return;
-      state.ws = null;
+    c.on('state', mine(function (s) {
+      if (s === 'connecting') {
+        setStatus('Connecting…', 'warn');
+      } else if (s === 'reconnecting') {
+        refused = 0;
+        setStatus('Reconnecting…', 'warn');
+      } else if (s === 'closed' && !stopped) {
+        stopped = true;
+        setStatus('Disconnected', 'bad');
+        note('Gave up reconnecting after ' + MAX_RETRIES + ' tries. Press Reconnect to try again.', true);
+      }
+    }));
+
+    c.on('welcome', mine(function (w) {
+      state.clientId = w.clientId;
+      setStatus('Connected', 'ok');
+      note((w.resumed ? 'Resumed the session on system "' : 'Connected to system "') + sys + '" as ' + shortId(state.clientId));
+      if (w.resumed && state.rejoin) {
+        // A resumed session kept its groups.
+        state.group = state.rejoin;
+        render();
+        refreshMembers();
+        return;
+      }
+      render();
+      if (state.rejoin) join(state.rejoin);
+    }));
+
+    c.on('error', mine(function (e) {
+      if (e && typeof e.code === 'number' && !(e instanceof Error)) {
+        // The welcome frame refused this client; the close follows.
+        refused = e.code;
+        if (e.code !== 10003) note('The server refused the connection: ' + e.msg + ' (' + e.code + ')', true);
+        return;
+      }
+      var msg = e && e.message ? e.message : String(e);
+      if (msg === 'gows: WebSocket error') return; // the close says more
+      note(msg, true);
+      if (!/^gows: /.test(msg)) console.error(e); // a fault of this page
+    }));
+
+    c.on('message', mine(renderMessage));
+    c.on('join', mine(function (d) { renderEvent({ code: 1001, data: d }); }));
+    c.on('leave', mine(function (d) { renderEvent({ code: 1002, data: d }); }));
+    c.on('move', mine(function (d) { renderEvent({ code: 1003, data: d }); }));
+
+    c.on('close', mine(function (ev) {
       var was = state.clientId;
       state.clientId = '';
       state.group = '';
       render();
+      var end = function (status) {
+        stopped = true;
+        setStatus(status, 'bad');
+        if (!ev.final) c.close();
+      };
       if (refused === 10003 || ev.code === 4004) {
         // A browser never creates a tenant: say how a backend registers it.
-        setStatus('Not registered', 'bad');
+        end('Not registered');
         note('System "' + sys + '" is not registered. Register it from your backend (the ' +
           'command is under "Register a system" on the left), then press Reconnect.', true);
         $('registerHelp').open = true;
         return;
       }
       if (refused || (ev.code >= 4000 && ev.code < 5000)) {
-        setStatus('Refused', 'bad');
+        end('Refused');
         if (ev.code === 4401) note('This server requires a connect token (JWT) for WebSocket connections.', true);
         return;
       }
       if (ev.code === 1000 && was) {
-        setStatus('Closed by server', 'bad');
+        end('Closed by server');
         note('The server closed this connection (close_client). Press Reconnect for a new one.', true);
+        return;
+      }
+      if (ev.final) {
+        end('Disconnected');
+        note('Disconnected' + (ev.code ? ' (' + ev.code + ')' : '') + '. Press Reconnect for a new connection.', true);
         return;
       }
       var why = ev.code === 1008 ? 'closed as a slow consumer' :
         ev.code === 1001 ? 'the server is going away' :
         'connection lost' + (ev.code ? ' (' + ev.code + ')' : '');
       note('Disconnected: ' + why + '. Reconnecting…', true);
-      scheduleRetry();
-    };
+    }));
+
+    c.connect();
   }
 
-  // A person asking again gets a fresh try.
+  // The page's connection, for those who look (the browser console, tests).
+  window.GoWSDemo = { client: function () { return state.client; } };
+
+  // A person asking again gets a fresh try: a new client, its retries at 0.
   function reconnect() {
-    state.retries = 0;
     connect();
   }
   $('connectBtn').addEventListener('click', reconnect);

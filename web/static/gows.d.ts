@@ -66,6 +66,8 @@ export interface Welcome {
 export interface CloseInfo {
   code: number;
   reason: string;
+  /** true: no reconnect follows (a refusal such as 4004 or 4401, a normal close 1000, close(), or reconnect off). Calling close() in a "close" handler stops the reconnect after any other code. */
+  final: boolean;
 }
 
 export interface GowsEvents {

@@ -134,9 +134,13 @@
     ws.onclose = function (ev) {
       if (ws !== self._ws) return;
       self._ws = null;
-      var info = { code: ev.code, reason: ev.reason || "" };
+      // final: no reconnect follows (a refusal, a normal close, close()
+      // or reconnect off). A "close" handler may call close() to stop
+      // reconnecting after any other code.
+      var final = !!(self._closedByUser || !self.opts.reconnect || FINAL[ev.code]);
+      var info = { code: ev.code, reason: ev.reason || "", final: final };
       self._emit("close", info);
-      if (self._closedByUser || !self.opts.reconnect || FINAL[ev.code]) {
+      if (final || self._closedByUser) {
         self._setState("closed");
         return;
       }
