@@ -49,7 +49,7 @@ func newSessionNode(t *testing.T) *sessionNode {
 	})
 	engine := routers.New(routers.Options{Node: node, Logger: zap.NewNop(), Metrics: m, MaxBodyBytes: 1 << 20,
 		Extra: func(e *gin.Engine, protect gin.HandlerFunc) {
-			web.Register(e, web.Options{Protect: protect, Stats: node, APIOpen: true})
+			web.Register(e, web.Options{Protect: protect, Stats: node, APIOpen: true, DemoPage: true})
 		}})
 	srv := httptest.NewServer(engine)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
