@@ -8,6 +8,7 @@ package clustertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/go-websocket/go-websocket/define"
+	"github.com/go-websocket/go-websocket/test/internal/wstest"
 	"github.com/go-websocket/go-websocket/tools/ident"
 )
 
@@ -211,10 +213,10 @@ func TestNodeKilledWithoutWarning(t *testing.T) {
 	for i, c := range []*wsClient{c0, c1, c2} {
 		tc.nodes[i].post(t, "bind_to_group", "s1", map[string]any{"clientId": c.id, "groupName": "g"})
 	}
-	eventually(t, 5*time.Second, "join events delivered", func() bool { return len(c0.frames) == 3 && len(c1.frames) == 2 && len(c2.frames) == 1 })
+	eventually(t, 5*time.Second, "join events delivered", func() bool { return c0.Pending() == 3 && c1.Pending() == 2 && c2.Pending() == 1 })
 	for _, c := range []*wsClient{c0, c1, c2} {
-		for len(c.frames) > 0 {
-			<-c.frames
+		for c.Pending() > 0 {
+			c.next(t, time.Second)
 		}
 	}
 
@@ -283,14 +285,12 @@ func TestNodeKilledWithoutWarning(t *testing.T) {
 		noticed[0], noticed[1], dropped[0], dropped[1], cfg.leaseTTL, calls, limit)
 	// Its client was announced as left to each survivor's member, once.
 	for i, c := range []*wsClient{c0, c1} {
-		select {
-		case f := <-c.frames:
-			if f.Code == 1002 {
+		if raw, err := c.Next(200 * time.Millisecond); err == nil {
+			if f, _ := wstest.ParseFrame(raw); f.Code == 1002 {
 				left[i]++
 			} else {
-				t.Fatalf("unexpected frame %+v", f)
+				t.Fatalf("unexpected frame %s", raw)
 			}
-		case <-time.After(200 * time.Millisecond):
 		}
 		if left[i] != 1 {
 			t.Fatalf("client on node %d got %d 1002 events about the dead node's client, want 1", i, left[i])
@@ -411,7 +411,7 @@ func TestEtcdOutage(t *testing.T) {
 	if r := tc.nodes[0].post(t, "send_to_client", "s1", map[string]any{"clientId": late.id}); r.Code != 0 {
 		t.Fatalf("send to a client that connected during the outage: %s", r)
 	}
-	<-late.frames
+	late.next(t, 5*time.Second)
 
 	restarted := time.Now()
 	tc.etcd.Restart()
@@ -547,7 +547,7 @@ func TestCrossNodeLatency(t *testing.T) {
 				t.Fatalf("send: %v %v", r, err)
 			}
 			took := time.Since(start)
-			<-c.frames
+			c.next(t, 5*time.Second)
 			if i >= 50 { // warm-up excluded
 				apiLat = append(apiLat, took)
 				delivery = append(delivery, time.Since(start))
@@ -576,11 +576,14 @@ func BenchmarkCrossNodeSendToClient(b *testing.B) {
 	c := tc.nodes[1].dial(b, "s1")
 	stop := make(chan struct{})
 	defer close(stop)
-	go func() {
+	go func() { // drain, so that the client never backs up
 		for {
 			select {
-			case <-c.frames:
 			case <-stop:
+				return
+			default:
+			}
+			if _, err := c.Next(100 * time.Millisecond); err != nil && !errors.Is(err, wstest.ErrNoFrame) {
 				return
 			}
 		}

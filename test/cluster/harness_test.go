@@ -1,14 +1,11 @@
 package clustertest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +21,7 @@ import (
 	"github.com/go-websocket/go-websocket/servers/cluster"
 	"github.com/go-websocket/go-websocket/servers/cluster/etcdtest"
 	"github.com/go-websocket/go-websocket/servers/store"
+	"github.com/go-websocket/go-websocket/test/internal/wstest"
 	"github.com/go-websocket/go-websocket/tools/ident"
 )
 
@@ -262,14 +260,7 @@ func waitTable(t testing.TB, n *tnode, within time.Duration, what string, cond f
 // eventually polls cond (bounded) for conditions with no notification.
 func eventually(t testing.TB, within time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > within {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
+	return wstest.Eventually(t, within, cond, what)
 }
 
 // register registers a system through n's API and waits until every live
@@ -287,22 +278,12 @@ func (tc *testCluster) register(n *tnode, systemID string) {
 
 // ------------------------------------------------------------------ HTTP
 
-type resp struct {
-	Status int
-	Code   int
-	Msg    string
-	Data   json.RawMessage
-	Took   time.Duration
-	body   []byte
-}
-
-func (r *resp) String() string { return fmt.Sprintf("HTTP %d %s (%v)", r.Status, r.body, r.Took) }
+// resp is one API answer (wstest.Resp).
+type resp struct{ *wstest.Resp }
 
 func (r *resp) decode(t testing.TB, v any) {
 	t.Helper()
-	if err := json.Unmarshal(r.Data, v); err != nil {
-		t.Fatalf("decode %s: %v", r.Data, err)
-	}
+	r.Decode(t, v)
 }
 
 // post calls the API of n; any goroutine may call it (errors are returned in resp.Status 0).
@@ -316,39 +297,11 @@ func (n *tnode) post(t testing.TB, endpoint, systemID string, body any) *resp {
 }
 
 func (n *tnode) tryPost(endpoint, systemID string, body any) (*resp, error) {
-	b, err := json.Marshal(body)
+	r, err := (&wstest.API{URL: n.srv.URL, Client: n.hc}).Post(endpoint, systemID, body)
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequest(http.MethodPost, n.srv.URL+routers.Prefix+endpoint, bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if systemID != "" {
-		req.Header.Set("systemId", systemID)
-	}
-	start := time.Now()
-	hr, err := n.hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer hr.Body.Close()
-	raw, err := io.ReadAll(hr.Body)
-	r := &resp{Status: hr.StatusCode, Took: time.Since(start), body: raw}
-	if err != nil {
-		return nil, err
-	}
-	var env struct {
-		Code int             `json:"code"`
-		Msg  string          `json:"msg"`
-		Data json.RawMessage `json:"data"`
-	}
-	if err := json.Unmarshal(raw, &env); err != nil {
-		return nil, fmt.Errorf("not an envelope: %s", raw)
-	}
-	r.Code, r.Msg, r.Data = env.Code, env.Msg, env.Data
-	return r, nil
+	return &resp{r}, nil
 }
 
 func (n *tnode) get(t testing.TB, path string) int {
@@ -377,88 +330,35 @@ type listResult struct {
 
 // ------------------------------------------------------------- WebSocket
 
-type frame struct {
-	MessageID  string          `json:"messageId"`
-	SendUserID string          `json:"sendUserId"`
-	Code       int             `json:"code"`
-	Msg        string          `json:"msg"`
-	Data       json.RawMessage `json:"data"`
-}
+type frame = wstest.Frame
 
-// wsClient is a connected client whose frames are queued by a reader.
+// wsClient is a wstest client of node.
 type wsClient struct {
-	id     string
-	node   *tnode
-	conn   *websocket.Conn
-	frames chan frame
-	done   chan struct{}
-	mu     sync.Mutex
-	close  int // close code received (0: none)
+	*wstest.Client
+	id   string
+	node *tnode
+	conn *websocket.Conn
+	done <-chan struct{}
 }
 
 func (n *tnode) dial(t testing.TB, systemID string) *wsClient {
 	t.Helper()
-	url := "ws" + strings.TrimPrefix(n.srv.URL, "http") + routers.Prefix + "ws?systemId=" + systemID
-	conn, _, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		t.Fatalf("dial node %d: %v", n.idx, err)
-	}
-	var hello struct {
-		Code int
-		Data struct{ ClientID string }
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if err := conn.ReadJSON(&hello); err != nil || hello.Code != 0 || hello.Data.ClientID == "" {
-		t.Fatalf("welcome frame: %+v %v", hello, err)
-	}
-	_ = conn.SetReadDeadline(time.Time{})
-	c := &wsClient{id: hello.Data.ClientID, node: n, conn: conn, frames: make(chan frame, 4096), done: make(chan struct{})}
-	go c.read()
-	t.Cleanup(func() {
-		conn.Close()
-		<-c.done
-	})
-	return c
-}
-
-func (c *wsClient) read() {
-	defer close(c.done)
-	for {
-		_, b, err := c.conn.ReadMessage()
-		if err != nil {
-			var ce *websocket.CloseError
-			if ok := asClose(err, &ce); ok {
-				c.mu.Lock()
-				c.close = ce.Code
-				c.mu.Unlock()
-			}
-			return
-		}
-		var f frame
-		if json.Unmarshal(b, &f) == nil {
-			c.frames <- f
-		}
-	}
-}
-
-func asClose(err error, ce **websocket.CloseError) bool {
-	e, ok := err.(*websocket.CloseError)
-	if ok {
-		*ce = e
-	}
-	return ok
+	c := wstest.MustDial(t, n.srv.URL, systemID, wstest.Options{Dialer: websocket.DefaultDialer})
+	return &wsClient{Client: c, id: c.ID, node: n, conn: c.Conn, done: c.Done()}
 }
 
 // next returns the next frame, failing after within.
 func (c *wsClient) next(t testing.TB, within time.Duration) frame {
 	t.Helper()
-	select {
-	case f := <-c.frames:
-		return f
-	case <-time.After(within):
-		t.Fatalf("client %s (node %d): no frame within %v", c.id, c.node.idx, within)
-		return frame{}
+	raw, err := c.Next(within)
+	if err != nil {
+		t.Fatalf("client %s (node %d): no frame within %v: %v", c.id, c.node.idx, within, err)
 	}
+	f, err := wstest.ParseFrame(raw)
+	if err != nil {
+		t.Fatalf("client %s (node %d): %v", c.id, c.node.idx, err)
+	}
+	return f
 }
 
 // expect waits for the frame with messageID, skipping nothing: it must be
@@ -467,7 +367,7 @@ func (c *wsClient) expect(t testing.TB, messageID string) frame {
 	t.Helper()
 	f := c.next(t, 5*time.Second)
 	if f.MessageID != messageID {
-		t.Fatalf("client %s (node %d): got frame %+v, want messageId %s", c.id, c.node.idx, f, messageID)
+		t.Fatalf("client %s (node %d): got frame %s, want messageId %s", c.id, c.node.idx, f.Raw, messageID)
 	}
 	return f
 }
@@ -486,7 +386,7 @@ func (c *wsClient) expectSkipping(t testing.TB, messageID string, gone *wsClient
 		}
 		_ = json.Unmarshal(f.Data, &ev)
 		if f.Code != 1002 || ev.ClientID != gone.id {
-			t.Fatalf("client %s (node %d): got frame %+v, want messageId %s", c.id, c.node.idx, f, messageID)
+			t.Fatalf("client %s (node %d): got frame %s, want messageId %s", c.id, c.node.idx, f.Raw, messageID)
 		}
 		*left++
 	}
@@ -503,24 +403,28 @@ func (c *wsClient) expectEvent(t testing.TB, code int, member *wsClient, group s
 	}
 	_ = json.Unmarshal(f.Data, &ev)
 	if f.Code != code || ev.ClientID != member.id || ev.GroupName != group {
-		t.Fatalf("client %s (node %d): got %+v, want event %d about %s in %s", c.id, c.node.idx, f, code, member.id, group)
+		t.Fatalf("client %s (node %d): got %s, want event %d about %s in %s", c.id, c.node.idx, f.Raw, code, member.id, group)
 	}
 }
 
 // quiet checks that no frame arrives for a short while.
 func (c *wsClient) quiet(t testing.TB, d time.Duration) {
 	t.Helper()
-	select {
-	case f := <-c.frames:
-		t.Fatalf("client %s (node %d): unexpected frame %+v", c.id, c.node.idx, f)
-	case <-time.After(d):
+	if raw, err := c.Next(d); err == nil {
+		t.Fatalf("client %s (node %d): unexpected frame %s", c.id, c.node.idx, raw)
 	}
 }
 
+// closeCode is the close code the client received (0: none, or still open).
 func (c *wsClient) closeCode() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.close
+	select {
+	case <-c.Done():
+		if code := wstest.CodeOf(c.Err()); code > 0 {
+			return code
+		}
+	default:
+	}
+	return 0
 }
 
 // forge returns a well-formed clientId of a node that does not exist, MAC'd
