@@ -54,17 +54,7 @@ func (h *Hub) bind(c *Client, group, userID, extend string) (joined, ok bool) {
 		s.mu.Unlock()
 		return false, true
 	}
-	m := &member{userID: userID, extend: extend}
-	if c.groups == nil {
-		c.groups = map[string]*member{}
-	}
-	c.groups[group] = m
-	members := s.groups[group]
-	if members == nil {
-		members = map[*Client]*member{}
-		s.groups[group] = members
-	}
-	members[c] = m
+	m := s.addMember(c, group, userID, extend)
 	h.node.webhook(hookJoin, c, group, m, "")
 	drain := h.node.eventsOn(c.SystemID) && c.queueEvent(define.MsgCodeJoin, group, m)
 	s.mu.Unlock()
@@ -179,4 +169,20 @@ func (h *Hub) groupCount() int {
 		s.mu.RUnlock()
 	}
 	return n
+}
+
+// addMember puts c in group; the caller holds s.mu.
+func (s *system) addMember(c *Client, group, userID, extend string) *member {
+	m := &member{userID: userID, extend: extend}
+	if c.groups == nil {
+		c.groups = map[string]*member{}
+	}
+	c.groups[group] = m
+	members := s.groups[group]
+	if members == nil {
+		members = map[*Client]*member{}
+		s.groups[group] = members
+	}
+	members[c] = m
+	return m
 }

@@ -66,17 +66,7 @@ func (h *Hub) restoreMember(c *Client, group, userID, extend string) {
 		s.mu.Unlock()
 		return
 	}
-	m := &member{userID: userID, extend: extend}
-	if c.groups == nil {
-		c.groups = map[string]*member{}
-	}
-	c.groups[group] = m
-	members := s.groups[group]
-	if members == nil {
-		members = map[*Client]*member{}
-		s.groups[group] = members
-	}
-	members[c] = m
+	m := s.addMember(c, group, userID, extend)
 	h.node.webhook(hookJoin, c, group, m, "")
 	s.mu.Unlock()
 	h.node.presenceChanged(c)

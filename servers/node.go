@@ -437,13 +437,19 @@ func (n *Node) broadcastWith(op *BroadcastOp, remote func() ([]*BroadcastReply, 
 // groupBroadcast runs a group op here and on the nodes that hold members
 // of the group (every node when the presence index cannot tell).
 func (n *Node) groupBroadcast(ctx context.Context, op *BroadcastOp) ([]*BroadcastReply, []string) {
+	return n.targetedBroadcast(ctx, op, func(p Presence) ([]ident.NodeID, bool) { return p.Holders(op.SystemID, op.Group) })
+}
+
+// targetedBroadcast runs op here and on the nodes holders names (every
+// node when the presence index cannot tell, none when only this one).
+func (n *Node) targetedBroadcast(ctx context.Context, op *BroadcastOp, holders func(Presence) ([]ident.NodeID, bool)) ([]*BroadcastReply, []string) {
 	r := n.getRemote()
 	p, okP := r.(Presence)
 	t, okT := r.(Targeted)
 	if !okP || !okT {
 		return n.broadcast(ctx, op)
 	}
-	nodes, all := p.Holders(op.SystemID, op.Group)
+	nodes, all := holders(p)
 	switch {
 	case all:
 		return n.broadcast(ctx, op)

@@ -81,20 +81,7 @@ func (n *Node) presenceSync(c *Client) {
 // userBroadcast runs a user op here and on the nodes that hold clients of
 // the user (every node when the presence index cannot tell).
 func (n *Node) userBroadcast(ctx context.Context, op *BroadcastOp) ([]*BroadcastReply, []string) {
-	r := n.getRemote()
-	p, okP := r.(Presence)
-	t, okT := r.(Targeted)
-	if !okP || !okT {
-		return n.broadcast(ctx, op)
-	}
-	nodes, all := p.UserHolders(op.SystemID, op.UserID)
-	switch {
-	case all:
-		return n.broadcast(ctx, op)
-	case len(nodes) == 0:
-		return []*BroadcastReply{n.LocalBroadcast(op)}, nil
-	}
-	return n.broadcastWith(op, func() ([]*BroadcastReply, []string) { return t.BroadcastTo(ctx, nodes, op) })
+	return n.targetedBroadcast(ctx, op, func(p Presence) ([]ident.NodeID, bool) { return p.UserHolders(op.SystemID, op.UserID) })
 }
 
 // presenceUserClients lists a user's clients from the presence index and

@@ -273,6 +273,20 @@ func (c *Client) shutdownKeepingSession() bool {
 	return w.startClose(closeFrame(define.DisconnectShutdown.Code, define.DisconnectShutdown.Text), false)
 }
 
+// release ends this writer's hold on its session (it moved to another
+// connection or node): nothing is written here any more. It reports
+// whether the write side was idle (the caller then ends the writer's part
+// of a live connection). The caller holds w.mu.
+func (w *writer) release() (idle bool) {
+	w.sess = nil
+	w.detached, w.closing = true, true
+	clear(w.queue)
+	w.queue = nil
+	idle = !w.owned
+	w.owned = true
+	return idle
+}
+
 // keepingSession reports whether the node closed c for its shutdown and
 // keeps its session.
 func (c *Client) keepingSession() bool {
@@ -349,13 +363,8 @@ func (c *Client) takeOver(old *Client, lastSeq uint64) bool {
 	c.w.sess = s
 	c.w.queue = append(c.w.queue, replay...)
 	c.w.mu.Unlock()
-	ow.sess = nil
 	ow.movedTo = c
-	ow.detached, ow.closing = true, true
-	clear(ow.queue)
-	ow.queue = nil
-	idle := !ow.owned
-	ow.owned = true
+	idle := ow.release()
 	ow.mu.Unlock()
 	if live {
 		// The server had not noticed the drop yet: end that connection

@@ -125,12 +125,7 @@ func (c *Client) export(lastSeq uint64) (*rpcwire.Session, bool) {
 	}
 	s.ended = true
 	live := !w.detached
-	w.sess = nil
-	w.detached, w.closing = true, true
-	clear(w.queue)
-	w.queue = nil
-	idle := !w.owned
-	w.owned = true
+	idle := w.release()
 	w.mu.Unlock()
 	st := &rpcwire.Session{Seq: s.seq, UserID: c.userID(), TokenUser: c.UserID != ""}
 	for _, o := range replay {
