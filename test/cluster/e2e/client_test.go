@@ -1,37 +1,25 @@
 package e2e
 
 import (
-	"bytes"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/go-websocket/go-websocket/test/internal/clusterfix"
+	"github.com/go-websocket/go-websocket/test/internal/wstest"
 )
 
-type resp struct {
-	Status int
-	Code   int
-	Data   json.RawMessage
-	Took   time.Duration
-	body   []byte
-}
-
-func (r *resp) String() string { return fmt.Sprintf("HTTP %d %s (%v)", r.Status, r.body, r.Took) }
+// resp is one API answer (wstest.Resp).
+type resp struct{ *wstest.Resp }
 
 func (r *resp) decode(t testing.TB, v any) {
 	t.Helper()
-	if err := json.Unmarshal(r.Data, v); err != nil {
-		t.Fatalf("decode %s: %v", r.Data, err)
-	}
+	r.Decode(t, v)
 }
 
 // post calls the API through nginx.
@@ -44,39 +32,15 @@ func (c *cluster) post(endpoint, systemID string, body any) *resp {
 	return r
 }
 
-const apiPrefix = "/api/websocket/"
+const apiPrefix = wstest.Prefix
 
-// tryPost POSTs to base+endpoint (base ends with the API prefix).
+// tryPost POSTs to base+endpoint (base ends with an API prefix).
 func (c *cluster) tryPost(base, endpoint, systemID string, body any) (*resp, error) {
-	b, _ := json.Marshal(body)
-	req, err := http.NewRequest(http.MethodPost, base+endpoint, bytes.NewReader(b))
+	r, err := (&wstest.API{Client: c.hc}).PostTo(base+endpoint, systemID, body)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	if systemID != "" {
-		req.Header.Set("systemId", systemID)
-	}
-	start := time.Now()
-	hr, err := c.hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer hr.Body.Close()
-	raw, err := io.ReadAll(hr.Body)
-	if err != nil {
-		return nil, err
-	}
-	r := &resp{Status: hr.StatusCode, Took: time.Since(start), body: raw}
-	var env struct {
-		Code int             `json:"code"`
-		Data json.RawMessage `json:"data"`
-	}
-	if err := json.Unmarshal(raw, &env); err != nil {
-		return nil, fmt.Errorf("%s: not a JSON envelope: HTTP %d %q", endpoint, hr.StatusCode, raw)
-	}
-	r.Code, r.Data = env.Code, env.Data
-	return r, nil
+	return &resp{r}, nil
 }
 
 type sendResult struct {
@@ -148,23 +112,13 @@ func (cl *client) connect() error {
 	if base == "" {
 		base = "ws" + strings.TrimPrefix(cl.c.lb, "http")
 	}
-	url := base + "/api/websocket/ws?systemId=" + cl.systemID
-	conn, _, err := dialer.Dial(url, nil)
+	wc, err := wstest.Dial(base, cl.systemID, wstest.Options{Dialer: dialer, NoReader: true})
 	if err != nil {
 		return err
 	}
-	var hello struct {
-		Code int
-		Data struct{ ClientID string }
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if err := conn.ReadJSON(&hello); err != nil || hello.Code != 0 || hello.Data.ClientID == "" {
-		conn.Close()
-		return fmt.Errorf("welcome frame %+v: %v", hello, err)
-	}
-	_ = conn.SetReadDeadline(time.Time{})
+	conn := wc.Conn
 	cl.mu.Lock()
-	cl.id, cl.conn = hello.Data.ClientID, conn
+	cl.id, cl.conn = wc.ID, conn
 	cl.ids = append(cl.ids, cl.id)
 	cl.mu.Unlock()
 	return nil
@@ -282,11 +236,4 @@ func (cl *client) expect(t testing.TB, messageID string) {
 }
 
 // nodeOf is the node id a clientId names (bytes 1-6 of its raw form).
-func nodeOf(t testing.TB, clientID string) string {
-	t.Helper()
-	raw, err := base64.RawURLEncoding.DecodeString(clientID)
-	if err != nil || len(raw) < 7 {
-		t.Fatalf("clientId %q is not base64url", clientID)
-	}
-	return hex.EncodeToString(raw[1:7])
-}
+var nodeOf = clusterfix.NodeOf

@@ -14,10 +14,9 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
 
+	"github.com/go-websocket/go-websocket/test/internal/clusterfix"
 	"github.com/go-websocket/go-websocket/test/internal/nodeproc"
 	"go.uber.org/goleak"
 )
@@ -38,13 +37,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	repoRoot = root
-	var absent []string
-	for _, tool := range []string{"etcd", "nginx"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			absent = append(absent, tool)
-		}
-	}
-	missing = strings.Join(absent, ", ")
+	missing = clusterfix.Missing("etcd", "nginx")
 	if missing == "" || os.Getenv("CI") != "" {
 		bin, cleanup, err := nodeproc.ServerBinary(root, "E2E_GOWS_BIN", "gows-cluster-e2e-")
 		defer cleanup()
@@ -67,11 +60,5 @@ func runMain(m *testing.M) int {
 // requireTools skips the test when etcd or nginx is absent, except in CI.
 func requireTools(t *testing.T) {
 	t.Helper()
-	if missing == "" {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("CI is set but %s not installed (apt-get install -y --no-install-recommends etcd-server etcd-client nginx)", missing)
-	}
-	t.Skipf("skipping the process cluster tests: %s not installed (apt-get install -y --no-install-recommends etcd-server etcd-client nginx); they are required when CI is set", missing)
+	clusterfix.Require(t, "etcd", "nginx")
 }
