@@ -151,8 +151,7 @@ func (n *Node) SendToClientAck(ctx context.Context, systemID, clientID string, m
 // waits for it (at most op.AckWait) and answers whether it came.
 func (n *Node) localAckedSend(c *Client, op *UnicastOp) *UnicastReply {
 	var w *ackWait
-	if n.acks.waiting(op.MessageID) == nil {
-		w = n.acks.expect(op.SystemID, op.MessageID)
+	if w = n.acks.expectHere(op.SystemID, op.MessageID); w != nil {
 		defer n.acks.forget(op.MessageID)
 	}
 	if !c.enqueue(withAck(messageFrame(op.MessageID, &op.Msg))) {
@@ -166,9 +165,19 @@ func (n *Node) localAckedSend(c *Client, op *UnicastOp) *UnicastReply {
 	return &UnicastReply{Acked: w.wait(context.Background(), op.AckWait)}
 }
 
-// waiting returns the wait registered for messageID, if any.
-func (a *ackWaits) waiting(messageID string) *ackWait {
+// expectHere registers a wait for messageID on the node that holds the
+// recipient, unless the API call runs on this node too (it registered the
+// wait and waits itself): nil then.
+func (a *ackWaits) expectHere(systemID, messageID string) *ackWait {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.m[messageID]
+	if a.m[messageID] != nil {
+		return nil
+	}
+	w := &ackWait{systemID: systemID, done: make(chan struct{})}
+	if a.m == nil {
+		a.m = map[string]*ackWait{}
+	}
+	a.m[messageID] = w
+	return w
 }

@@ -105,8 +105,7 @@ func (n *Node) BindToUser(ctx context.Context, systemID, clientID, userID string
 // node. With ack, the answer waits for the first client's ack or the
 // timeout.
 func (n *Node) SendToUser(ctx context.Context, systemID, userID string, m *define.Message, ack *AckRequest) (*define.UserSendResult, error) {
-	op := &BroadcastOp{Kind: OpUser, SystemID: systemID, UserID: userID, MessageID: n.msgIDs.Next(), Msg: *m,
-		From: n.ID().String()}
+	op := &BroadcastOp{Kind: OpUser, SystemID: systemID, UserID: userID, MessageID: n.msgIDs.Next(), Msg: *m}
 	var wait *ackWait
 	if ack != nil {
 		op.Ack = true
@@ -157,9 +156,7 @@ func (n *Node) localUserSend(op *BroadcastOp) *BroadcastReply {
 	var wait *ackWait
 	if op.Ack {
 		f = withAck(f)
-		if op.From != n.ID().String() && op.AckWait > 0 {
-			// Forwarded from another node: the ack arrives here.
-			wait = n.acks.expect(op.SystemID, op.MessageID)
+		if wait = n.acks.expectHere(op.SystemID, op.MessageID); wait != nil {
 			defer n.acks.forget(op.MessageID)
 		}
 	}

@@ -97,11 +97,10 @@ type BroadcastOp struct {
 	UserID    string // OpUser, OpUserList
 	MessageID string
 	Msg       define.Message
-	// Ack (OpUser): the frame asks for an ack; a node other than From
-	// waits for one at most AckWait and answers Acked.
+	// Ack (OpUser): the frame asks for an ack; a node other than the
+	// caller's waits for one at most AckWait and answers Acked.
 	Ack     bool
 	AckWait time.Duration
-	From    string
 }
 
 // BroadcastReply is one node's answer to a BroadcastOp.
