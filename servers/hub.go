@@ -41,7 +41,7 @@ type hubNode interface {
 	// presenceChanged is told of every connect, bind, unbind and disconnect
 	// (the cluster's presence index).
 	presenceChanged(c *Client)
-	// clientText handles a text frame a client sent (acks).
+	// clientText handles a text frame a client sent (acks, upstream messages).
 	clientText(c *Client, payload []byte)
 	// clustered says whether other nodes exist (that could take sessions
 	// over while this one shuts down).
