@@ -103,22 +103,16 @@ func (w *writer) push(f frame) (accepted, claimed, deep bool) {
 		}
 		return accepted, false, deep
 	}
-	o := out{f: f}
-	if s := w.sess; s != nil && isData(f) {
-		if s.suspended {
-			overflow := !s.keepSuspended(f, w.c.hub.cfg.QueueLength)
-			w.mu.Unlock()
-			if overflow {
-				w.c.sessionOverflow()
-				return false, false, false
-			}
-			return true, false, false
-		}
-		if w.closing {
-			w.mu.Unlock()
+	s := w.sess
+	numbered := s != nil && isData(f)
+	if numbered && s.suspended {
+		overflow := !s.keepSuspended(f, w.c.hub.cfg.QueueLength)
+		w.mu.Unlock()
+		if overflow {
+			w.c.sessionOverflow()
 			return false, false, false
 		}
-		o.seq = s.keep(f, w.c.hub.cfg.QueueLength)
+		return true, false, false
 	}
 	if w.closing {
 		w.mu.Unlock()
@@ -128,6 +122,10 @@ func (w *writer) push(f frame) (accepted, claimed, deep bool) {
 		w.mu.Unlock()
 		w.c.slowConsumer()
 		return false, false, false
+	}
+	o := out{f: f}
+	if numbered {
+		o.seq = s.keep(f, w.c.hub.cfg.QueueLength)
 	}
 	w.queue = append(w.queue, o)
 	if !w.owned {
